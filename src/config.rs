@@ -1,0 +1,474 @@
+//! Configuration: a TOML file, every key overridable from the environment, secrets from the
+//! environment or files.
+//!
+//! Unknown keys are errors, in the file and in the environment (`STANDBY_*`): a misspelt key that
+//! is silently ignored is how a standby ends up replicating into the wrong cluster. The list of keys
+//! lives in one table, [`KEYS`], which drives the environment overrides and the documentation test.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Every configuration key, as `section.key` (or `section.sub.key`), with the type its environment
+/// override is parsed as. The environment variable is `STANDBY_` + the path upper-cased with `.`
+/// replaced by `_` (e.g. `primary.password_file` → `STANDBY_PRIMARY_PASSWORD_FILE`).
+pub const KEYS: &[(&str, Kind)] = &[
+    ("primary.url", Kind::Str),
+    ("primary.username", Kind::Str),
+    ("primary.password", Kind::Str),
+    ("primary.password_file", Kind::Str),
+    ("primary.ca_file", Kind::Str),
+    ("primary.connect_timeout_secs", Kind::Int),
+    ("primary.request_timeout_secs", Kind::Int),
+    ("secondary.url", Kind::Str),
+    ("secondary.username", Kind::Str),
+    ("secondary.password", Kind::Str),
+    ("secondary.password_file", Kind::Str),
+    ("secondary.ca_file", Kind::Str),
+    ("secondary.connect_timeout_secs", Kind::Int),
+    ("secondary.request_timeout_secs", Kind::Int),
+    ("checkpoint.path", Kind::Str),
+    ("replication.ordering", Kind::Str),
+    ("replication.page_size", Kind::Int),
+    ("replication.include", Kind::List),
+    ("replication.exclude", Kind::List),
+];
+
+/// Environment variables with this prefix that are not configuration keys (read by the CLI).
+const NOT_KEYS: &[&str] = &["STANDBY_CONFIG", "STANDBY_LOG", "STANDBY_LOG_FORMAT"];
+
+/// How an environment override is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    /// Comma-separated strings.
+    List,
+}
+
+/// The whole configuration of `standby`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster whose `$all` is read. Never written to by `run`.
+    pub primary: EndpointConfig,
+    /// The standby cluster the events are appended to.
+    pub secondary: EndpointConfig,
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
+}
+
+/// How to reach one cluster.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Base URL of the node's HTTP interface, e.g. `https://es1.example:2113`.
+    pub url: String,
+    pub username: Option<String>,
+    /// The password itself. Prefer `password_file` or the environment outside tests.
+    pub password: Option<Secret>,
+    /// A file whose content (trailing newline trimmed) is the password.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of a CA to trust in addition to the system roots.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+
+impl EndpointConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The password from `password` or `password_file`, if any.
+    ///
+    /// # Errors
+    /// When the password file cannot be read.
+    pub fn resolve_password(&self) -> Result<Option<Secret>, Error> {
+        match (&self.password, &self.password_file) {
+            (Some(p), None) => Ok(Some(p.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::Invalid(format!("cannot read password file {}: {e}", path.display())))?;
+                Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())))
+            }
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(Error::Invalid("both password and password_file are set".into())),
+        }
+    }
+
+    fn validate(&self, section: &str) -> Result<(), Error> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Error::Invalid(format!("{section}.url {:?} is not a URL: {e}", self.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Invalid(format!("{section}.url must start with http:// or https://")));
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err(Error::Invalid(format!(
+                "{section}: set either password or password_file, not both"
+            )));
+        }
+        if self.username.is_none() && (self.password.is_some() || self.password_file.is_some()) {
+            return Err(Error::Invalid(format!("{section}: a password is set but no username")));
+        }
+        if self.connect_timeout_secs == 0 || self.request_timeout_secs == 0 {
+            return Err(Error::Invalid(format!("{section}: timeouts must be at least 1 second")));
+        }
+        Ok(())
+    }
+}
+
+/// A credential: never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The local checkpoint file; its directory must exist.
+    pub path: PathBuf,
+}
+
+/// In which order events are applied to the secondary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// `$all` order: the secondary's `$all` has the primary's order.
+    #[default]
+    Global,
+    /// The streams of one page concurrently, each stream in order.
+    Stream,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// Events per `$all` page read from the primary (the server's maximum is 4096).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Whole-stream filters: stream names or patterns with `*`. Empty include = every user stream.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            ordering: Ordering::default(),
+            page_size: default_page_size(),
+            include: vec![],
+            exclude: vec![],
+        }
+    }
+}
+
+fn default_page_size() -> u32 {
+    500
+}
+
+impl ReplicationConfig {
+    /// Whether a user stream is replicated. Filters see whole streams only: filtering inside a
+    /// stream would break exact mirroring of event numbers.
+    pub fn replicates(&self, stream: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, stream)))
+            && !self.exclude.iter().any(|p| wildcard_match(p, stream))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Why a configuration was refused. Always a usage error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path`, applies `STANDBY_*` overrides from the process environment, validates.
+    ///
+    /// # Errors
+    /// Unreadable file, TOML syntax, unknown keys (file or environment), invalid values.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        Self::from_parts(path, &text, std::env::vars())
+    }
+
+    /// [`Config::load`] with the file content and environment given, for tests.
+    pub fn from_parts(
+        path: &Path,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let parse_err = |message: String| Error::Parse { path: path.to_path_buf(), message };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        for (var, value) in env {
+            if !var.starts_with("STANDBY_") || NOT_KEYS.contains(&var.as_str()) {
+                continue;
+            }
+            let Some((key, kind)) = KEYS.iter().find(|(k, _)| env_var(k) == var) else {
+                return Err(Error::Env {
+                    var,
+                    message: "not a configuration key; see docs/configuration.md for the list".into(),
+                });
+            };
+            let parsed = match kind {
+                Kind::Str => toml::Value::String(value),
+                Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| Error::Env {
+                    var: var.clone(),
+                    message: format!("{value:?} is not an integer"),
+                })?),
+                Kind::List => toml::Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
+            };
+            insert_path(&mut table, key, parsed);
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        self.primary.validate("primary")?;
+        self.secondary.validate("secondary")?;
+        if self.primary.url.trim_end_matches('/') == self.secondary.url.trim_end_matches('/') {
+            return Err(Error::Invalid(
+                "primary.url and secondary.url are the same: replicating a cluster into itself would duplicate every event".into(),
+            ));
+        }
+        if !(1..=4096).contains(&self.replication.page_size) {
+            return Err(Error::Invalid("replication.page_size must be between 1 and 4096 (the server's read limit)".into()));
+        }
+        for p in self.replication.include.iter().chain(&self.replication.exclude) {
+            if p.is_empty() || p.starts_with('$') {
+                return Err(Error::Invalid(format!(
+                    "replication filter {p:?}: filters name user streams; system streams are never replicated"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `primary.password_file` → `STANDBY_PRIMARY_PASSWORD_FILE`.
+pub fn env_var(key: &str) -> String {
+    format!("STANDBY_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+fn insert_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let leaf = parts.pop().expect("keys have a section");
+    let mut t = table;
+    for p in parts {
+        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        t = entry.as_table_mut().expect("just made a table");
+    }
+    t.insert(leaf.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [primary]
+        url = "http://127.0.0.1:2113"
+        username = "admin"
+        password = "changeit"
+
+        [secondary]
+        url = "http://127.0.0.1:2114"
+        username = "replicator"
+        password = "s3cret"
+
+        [checkpoint]
+        path = "/var/lib/standby/checkpoint"
+    "#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, Error> {
+        Config::from_parts(
+            Path::new("standby.toml"),
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.replication.ordering, Ordering::Global);
+        assert_eq!(c.replication.page_size, 500);
+        assert_eq!(c.primary.connect_timeout(), Duration::from_secs(5));
+        assert_eq!(c.secondary.resolve_password().unwrap(), Some(Secret::new("s3cret")));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_the_file_and_the_environment() {
+        let err = load(&format!("{MINIMAL}\n[replication]\npage_sise = 10\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("page_sise"), "{err}");
+        let err = load(MINIMAL, &[("STANDBY_PRIMARY_URLL", "http://x")]).unwrap_err();
+        assert!(matches!(err, Error::Env { ref var, .. } if var == "STANDBY_PRIMARY_URLL"), "{err}");
+    }
+
+    #[test]
+    fn every_key_can_be_overridden_from_the_environment() {
+        let c = load(
+            MINIMAL,
+            &[
+                ("STANDBY_SECONDARY_URL", "https://standby.example:2113"),
+                ("STANDBY_REPLICATION_ORDERING", "stream"),
+                ("STANDBY_REPLICATION_PAGE_SIZE", "1000"),
+                ("STANDBY_REPLICATION_EXCLUDE", "tmp-*, scratch"),
+                ("STANDBY_PRIMARY_REQUEST_TIMEOUT_SECS", "7"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.secondary.url, "https://standby.example:2113");
+        assert_eq!(c.replication.ordering, Ordering::Stream);
+        assert_eq!(c.replication.page_size, 1000);
+        assert_eq!(c.replication.exclude, vec!["tmp-*", "scratch"]);
+        assert_eq!(c.primary.request_timeout_secs, 7);
+        // Each key's variable is accepted (the values may not all validate, but none is unknown).
+        for (key, kind) in KEYS {
+            let value = match kind {
+                Kind::Int => "5",
+                _ => "x",
+            };
+            let err = load(MINIMAL, &[(&env_var(key), value)]).err();
+            assert!(!matches!(err, Some(Error::Env { .. })), "{key}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = load(MINIMAL, &[]).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains("changeit"), "{dbg}");
+    }
+
+    #[test]
+    fn password_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let text = MINIMAL.replace("password = \"s3cret\"", &format!("password_file = {:?}", file));
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(c.secondary.resolve_password().unwrap(), Some(Secret::new("from-file")));
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let same = MINIMAL.replace("2114", "2113");
+        assert!(load(&same, &[]).unwrap_err().to_string().contains("same"));
+        let err = load(MINIMAL, &[("STANDBY_REPLICATION_PAGE_SIZE", "5000")]).unwrap_err();
+        assert!(err.to_string().contains("4096"), "{err}");
+        let err = load(MINIMAL, &[("STANDBY_REPLICATION_ORDERING", "random")]).unwrap_err();
+        assert!(err.to_string().contains("random"), "{err}");
+        let err = load(MINIMAL, &[("STANDBY_PRIMARY_URL", "ftp://x")]).unwrap_err();
+        assert!(err.to_string().contains("http"), "{err}");
+        let err = load(MINIMAL, &[("STANDBY_REPLICATION_INCLUDE", "$ce-*")]).unwrap_err();
+        assert!(err.to_string().contains("system streams"), "{err}");
+    }
+
+    #[test]
+    fn whole_stream_filters() {
+        let r = ReplicationConfig {
+            include: vec!["order-*".into(), "customer".into()],
+            exclude: vec!["order-test-*".into()],
+            ..Default::default()
+        };
+        assert!(r.replicates("order-1"));
+        assert!(r.replicates("customer"));
+        assert!(!r.replicates("customer-2"));
+        assert!(!r.replicates("order-test-9"));
+        assert!(ReplicationConfig::default().replicates("anything"));
+        assert!(wildcard_match("a*b*c", "axxbyyc"));
+        assert!(!wildcard_match("a*b*c", "axxc"));
+        assert!(!wildcard_match("ab*ba", "aba"));
+    }
+}
