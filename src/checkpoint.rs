@@ -103,16 +103,29 @@ impl CheckpointStore {
         let path = path.into();
         let tmp = tmp_path(&path);
         match fs::remove_file(&tmp) {
-            Ok(()) => tracing::warn!(path = %tmp.display(), "removed a leftover temporary checkpoint"),
+            Ok(()) => {
+                tracing::warn!(path = %tmp.display(), "removed a leftover temporary checkpoint")
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { path: tmp, source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: tmp,
+                    source: e,
+                })
+            }
         }
         let last = match fs::read(&path) {
             Ok(bytes) => Some(decode(&path, &bytes)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::Io { path, source: e }),
         };
-        Ok((Self { path, last: last.clone() }, last))
+        Ok((
+            Self {
+                path,
+                last: last.clone(),
+            },
+            last,
+        ))
     }
 
     /// The file this store writes.
@@ -135,7 +148,10 @@ impl CheckpointStore {
             return Ok(false);
         }
         let bytes = encode(cp);
-        let io_err = |source| Error::Io { path: self.path.clone(), source };
+        let io_err = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
         write_atomically(&self.path, &bytes).map_err(io_err)?;
         self.last = Some(cp.clone());
         Ok(true)
@@ -143,7 +159,10 @@ impl CheckpointStore {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -163,9 +182,15 @@ fn encode(cp: &Checkpoint) -> Vec<u8> {
 
 /// Validates the envelope and parses the payload. Never panics on any input.
 fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, Error> {
-    let corrupt = |reason: String| Error::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() < HEADER_LEN + 4 {
-        return Err(corrupt(format!("{} bytes, shorter than any checkpoint", bytes.len())));
+        return Err(corrupt(format!(
+            "{} bytes, shorter than any checkpoint",
+            bytes.len()
+        )));
     }
     if bytes[..8] != MAGIC {
         return Err(corrupt("not a standby checkpoint file (bad magic)".into()));
@@ -174,7 +199,10 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, Error> {
     let version = word(8);
     let len = word(12);
     if len > MAX_PAYLOAD || HEADER_LEN + len as usize + 4 != bytes.len() {
-        return Err(corrupt(format!("length field {len} does not match the file size {}", bytes.len())));
+        return Err(corrupt(format!(
+            "length field {len} does not match the file size {}",
+            bytes.len()
+        )));
     }
     let body_end = HEADER_LEN + len as usize;
     let stored_crc = word(body_end);
@@ -184,15 +212,23 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint, Error> {
     // Checked after the checksum: a flipped byte in the version field is corruption, not a
     // newer format.
     if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion { path: path.to_path_buf(), found: version });
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: version,
+        });
     }
-    serde_json::from_slice(&bytes[HEADER_LEN..body_end]).map_err(|e| corrupt(format!("payload: {e}")))
+    serde_json::from_slice(&bytes[HEADER_LEN..body_end])
+        .map_err(|e| corrupt(format!("payload: {e}")))
 }
 
 /// tmp in the same directory → write → fsync → rename → fsync the directory.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -213,7 +249,7 @@ mod tests {
         Checkpoint {
             position: Position::new(commit, 0).unwrap(),
             primary: PrimaryId("primary-db-1".into()),
-            epoch: Epoch(1),
+            epoch: Epoch::new(1),
         }
     }
 
@@ -263,7 +299,10 @@ mod tests {
         let good = encode(&cp(7));
         for len in [0, 1, HEADER_LEN, good.len() - 1] {
             fs::write(&path, &good[..len]).unwrap();
-            assert!(matches!(CheckpointStore::open(&path), Err(Error::Corrupt { .. })), "len {len}");
+            assert!(
+                matches!(CheckpointStore::open(&path), Err(Error::Corrupt { .. })),
+                "len {len}"
+            );
         }
     }
 

@@ -9,7 +9,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::Url;
 use serde::Deserialize;
+
+use crate::esdb::{self, ClientConfig, Credentials, Password};
 
 /// Every configuration key, as `section.key` (or `section.sub.key`), with the type its environment
 /// override is parsed as. The environment variable is `STANDBY_` + the path upper-cased with `.`
@@ -69,7 +72,7 @@ pub struct EndpointConfig {
     pub url: String,
     pub username: Option<String>,
     /// The password itself. Prefer `password_file` or the environment outside tests.
-    pub password: Option<Secret>,
+    pub password: Option<Password>,
     /// A file whose content (trailing newline trimmed) is the password.
     pub password_file: Option<PathBuf>,
     /// PEM file of a CA to trust in addition to the system roots.
@@ -93,10 +96,10 @@ impl fmt::Debug for EndpointConfig {
 }
 
 fn default_connect_timeout() -> u64 {
-    5
+    esdb::config::DEFAULT_CONNECT_TIMEOUT.as_secs()
 }
 fn default_request_timeout() -> u64 {
-    30
+    esdb::config::DEFAULT_REQUEST_TIMEOUT.as_secs()
 }
 
 impl EndpointConfig {
@@ -111,24 +114,53 @@ impl EndpointConfig {
     ///
     /// # Errors
     /// When the password file cannot be read.
-    pub fn resolve_password(&self) -> Result<Option<Secret>, Error> {
+    pub fn resolve_password(&self) -> Result<Option<Password>, Error> {
         match (&self.password, &self.password_file) {
             (Some(p), None) => Ok(Some(p.clone())),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::Invalid(format!("cannot read password file {}: {e}", path.display())))?;
-                Ok(Some(Secret(text.trim_end_matches(['\n', '\r']).to_string())))
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Invalid(format!("cannot read password file {}: {e}", path.display()))
+                })?;
+                Ok(Some(Password::new(text.trim_end_matches(['\n', '\r']))))
             }
             (None, None) => Ok(None),
-            (Some(_), Some(_)) => Err(Error::Invalid("both password and password_file are set".into())),
+            (Some(_), Some(_)) => Err(Error::Invalid(
+                "both password and password_file are set".into(),
+            )),
         }
     }
 
+    /// The client settings for this endpoint, with the password resolved.
+    ///
+    /// # Errors
+    /// When the password file cannot be read or the URL is invalid (normally caught by validation).
+    pub fn client_config(&self) -> Result<ClientConfig, Error> {
+        let url = Url::parse(&self.url)
+            .map_err(|e| Error::Invalid(format!("url {:?}: {e}", self.url)))?;
+        let mut config = ClientConfig::new(url);
+        if let Some(username) = &self.username {
+            let password = self
+                .resolve_password()?
+                .unwrap_or_else(|| Password::new(""));
+            config.credentials = Some(Credentials {
+                username: username.clone(),
+                password,
+            });
+        }
+        config.ca_file = self.ca_file.clone();
+        config.connect_timeout = self.connect_timeout();
+        config.request_timeout = self.request_timeout();
+        Ok(config)
+    }
+
     fn validate(&self, section: &str) -> Result<(), Error> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| Error::Invalid(format!("{section}.url {:?} is not a URL: {e}", self.url)))?;
+        let url = Url::parse(&self.url).map_err(|e| {
+            Error::Invalid(format!("{section}.url {:?} is not a URL: {e}", self.url))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Invalid(format!("{section}.url must start with http:// or https://")));
+            return Err(Error::Invalid(format!(
+                "{section}.url must start with http:// or https://"
+            )));
         }
         if self.password.is_some() && self.password_file.is_some() {
             return Err(Error::Invalid(format!(
@@ -136,33 +168,16 @@ impl EndpointConfig {
             )));
         }
         if self.username.is_none() && (self.password.is_some() || self.password_file.is_some()) {
-            return Err(Error::Invalid(format!("{section}: a password is set but no username")));
+            return Err(Error::Invalid(format!(
+                "{section}: a password is set but no username"
+            )));
         }
         if self.connect_timeout_secs == 0 || self.request_timeout_secs == 0 {
-            return Err(Error::Invalid(format!("{section}: timeouts must be at least 1 second")));
+            return Err(Error::Invalid(format!(
+                "{section}: timeouts must be at least 1 second"
+            )));
         }
         Ok(())
-    }
-}
-
-/// A credential: never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -266,7 +281,10 @@ impl Config {
     /// # Errors
     /// Unreadable file, TOML syntax, unknown keys (file or environment), invalid values.
     pub fn load(path: &Path) -> Result<Config, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_parts(path, &text, std::env::vars())
     }
 
@@ -276,8 +294,13 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Error> {
-        let parse_err = |message: String| Error::Parse { path: path.to_path_buf(), message };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        let parse_err = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         for (var, value) in env {
             if !var.starts_with("STANDBY_") || NOT_KEYS.contains(&var.as_str()) {
                 continue;
@@ -285,15 +308,18 @@ impl Config {
             let Some((key, kind)) = KEYS.iter().find(|(k, _)| env_var(k) == var) else {
                 return Err(Error::Env {
                     var,
-                    message: "not a configuration key; see docs/configuration.md for the list".into(),
+                    message: "not a configuration key; see docs/configuration.md for the list"
+                        .into(),
                 });
             };
             let parsed = match kind {
                 Kind::Str => toml::Value::String(value),
-                Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| Error::Env {
-                    var: var.clone(),
-                    message: format!("{value:?} is not an integer"),
-                })?),
+                Kind::Int => {
+                    toml::Value::Integer(value.trim().parse().map_err(|_| Error::Env {
+                        var: var.clone(),
+                        message: format!("{value:?} is not an integer"),
+                    })?)
+                }
                 Kind::List => toml::Value::Array(
                     value
                         .split(',')
@@ -305,7 +331,9 @@ impl Config {
             };
             insert_path(&mut table, key, parsed);
         }
-        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -319,9 +347,16 @@ impl Config {
             ));
         }
         if !(1..=4096).contains(&self.replication.page_size) {
-            return Err(Error::Invalid("replication.page_size must be between 1 and 4096 (the server's read limit)".into()));
+            return Err(Error::Invalid(
+                "replication.page_size must be between 1 and 4096 (the server's read limit)".into(),
+            ));
         }
-        for p in self.replication.include.iter().chain(&self.replication.exclude) {
+        for p in self
+            .replication
+            .include
+            .iter()
+            .chain(&self.replication.exclude)
+        {
             if p.is_empty() || p.starts_with('$') {
                 return Err(Error::Invalid(format!(
                     "replication filter {p:?}: filters name user streams; system streams are never replicated"
@@ -342,7 +377,9 @@ fn insert_path(table: &mut toml::Table, key: &str, value: toml::Value) {
     let leaf = parts.pop().expect("keys have a section");
     let mut t = table;
     for p in parts {
-        let entry = t.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !entry.is_table() {
             *entry = toml::Value::Table(toml::Table::new());
         }
@@ -383,8 +420,16 @@ mod tests {
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.replication.ordering, Ordering::Global);
         assert_eq!(c.replication.page_size, 500);
-        assert_eq!(c.primary.connect_timeout(), Duration::from_secs(5));
-        assert_eq!(c.secondary.resolve_password().unwrap(), Some(Secret::new("s3cret")));
+        assert_eq!(
+            c.primary.connect_timeout(),
+            esdb::config::DEFAULT_CONNECT_TIMEOUT
+        );
+        let client = c.secondary.client_config().unwrap();
+        assert_eq!(client.credentials.unwrap().username, "replicator");
+        assert_eq!(
+            c.secondary.resolve_password().unwrap(),
+            Some(Password::new("s3cret"))
+        );
     }
 
     #[test]
@@ -392,7 +437,10 @@ mod tests {
         let err = load(&format!("{MINIMAL}\n[replication]\npage_sise = 10\n"), &[]).unwrap_err();
         assert!(err.to_string().contains("page_sise"), "{err}");
         let err = load(MINIMAL, &[("STANDBY_PRIMARY_URLL", "http://x")]).unwrap_err();
-        assert!(matches!(err, Error::Env { ref var, .. } if var == "STANDBY_PRIMARY_URLL"), "{err}");
+        assert!(
+            matches!(err, Error::Env { ref var, .. } if var == "STANDBY_PRIMARY_URLL"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -428,7 +476,10 @@ mod tests {
     fn secrets_never_show_in_debug_output() {
         let c = load(MINIMAL, &[]).unwrap();
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("s3cret") && !dbg.contains("changeit"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cret") && !dbg.contains("changeit"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -436,9 +487,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "from-file\n").unwrap();
-        let text = MINIMAL.replace("password = \"s3cret\"", &format!("password_file = {:?}", file));
+        let text = MINIMAL.replace(
+            "password = \"s3cret\"",
+            &format!("password_file = {:?}", file),
+        );
         let c = load(&text, &[]).unwrap();
-        assert_eq!(c.secondary.resolve_password().unwrap(), Some(Secret::new("from-file")));
+        assert_eq!(
+            c.secondary.resolve_password().unwrap(),
+            Some(Password::new("from-file"))
+        );
     }
 
     #[test]

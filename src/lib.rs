@@ -1,1 +1,35 @@
+//! `standby` keeps a warm standby Event Store (EventStoreDB / KurrentDB) cluster in step with a
+//! primary cluster over the AtomPub HTTP API, and promotes it on an operator's command.
+//!
+//! # Architecture
+//!
+//! ```text
+//!            primary cluster                                   standby cluster
+//!                  │  GET /streams/$all/{pos}/forward/{n}            ▲  POST /streams/{s}
+//!                  ▼                                                 │  (original ids, exact
+//!   esdb::Client ──► pipeline::reader ──mpsc──► pipeline::writer ────┘   expected versions)
+//!                                                      │ watch<Position>
+//!                                                      ▼
+//!                                           pipeline::checkpointer ──► checkpoint (file)
+//! ```
+//!
+//! Modules, one concern each:
+//!
+//! * [`position`]: typed numbers: `$all` [`Position`](position::Position), stream revisions,
+//!   expected/current versions, log positions, the fencing [`Epoch`](position::Epoch). No raw
+//!   integer crosses a module boundary where one of these fits.
+//! * [`esdb`]: the Event Store HTTP client: requests, pure response decoders, wire DTOs, domain
+//!   results, [`esdb::Error`] with `is_transient()`.
+//!
+//! Planned (not yet in this crate):
+//!
+//! * `config`: settings file (serde) and `validate()`.
+//! * `pipeline`: reader → bounded channel → writer → checkpointer tasks, shutdown order.
+//! * `checkpoint`: versioned, checksummed checkpoint file with atomic replace.
+//! * `promote`: fencing (stop, bump and persist the epoch, write the fence marker).
+//! * `cli`: `run | promote | status`.
 
+pub mod checkpoint;
+pub mod config;
+pub mod esdb;
+pub mod position;

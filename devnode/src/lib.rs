@@ -1,1 +1,29 @@
+//! `devnode`: an Event Store–compatible node speaking the AtomPub HTTP API, for `standby`'s tests
+//! and demo. Not a production database.
+//!
+//! Module map:
+//! * [`config`] – [`NodeConfig`], [`Profile`] (which server generation to imitate), [`Storage`], [`User`].
+//! * [`store`] – the storage core, free of HTTP types: append-only log with byte positions
+//!   ([`store::log`]), stream index, expected-version and idempotency rules, deletes, metadata and
+//!   ACLs ([`store::acl`]).
+//! * [`http`] – the protocol front: routing on raw paths, content negotiation, feed rendering,
+//!   append parsing, reason phrases; and [`Node`], which runs it.
+//!
+//! The wire contract followed throughout is `shared/docs/event-store-http-api.md`; comments cite
+//! its sections as `§n.m`.
 
+pub mod config;
+pub mod http;
+pub mod store;
+
+pub use config::{NodeConfig, Profile, Storage, User};
+pub use http::Node;
+
+/// Errors of [`Node::start`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+}

@@ -18,45 +18,12 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("fixture {name} is not JSON: {e}"))
 }
 
-/// A recorded status line and headers (`X.headers.txt`).
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub status: u16,
-    pub reason: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Recorded {
-    /// The first value of a header, matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-}
-
-/// Parses `HTTP/1.1 400 Wrong expected EventNumber` followed by `Name: value` lines.
-pub fn parse_recorded_headers(text: &[u8]) -> Recorded {
-    let text = String::from_utf8_lossy(text);
-    let mut lines = text.lines();
-    let status_line = lines.next().expect("status line");
-    let mut parts = status_line.splitn(3, ' ');
-    let _version = parts.next();
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let reason = parts.next().unwrap_or("").to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Recorded {
-        status,
-        reason,
-        headers,
-    }
+/// A recorded status line and headers (`X.headers.txt`), parsed by the same function the client
+/// uses for them, so the reason phrase is kept exactly when hyper would keep it.
+pub fn recorded_head(name: &str) -> standby::esdb::RawResponse {
+    let text = String::from_utf8(fixture(name)).expect("headers files are text");
+    standby::esdb::RawResponse::from_http1_head(&text, bytes::Bytes::new())
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 /// A plain HTTP client for loopback dev nodes (no TLS needed).

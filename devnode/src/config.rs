@@ -1,0 +1,184 @@
+//! Node configuration: which server generation to imitate ([`Profile`]), where the log lives
+//! ([`Storage`]) and who may log in ([`User`]).
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Which generation of the real server the node imitates on the wire (contract §0, §11.2).
+///
+/// * `V5`: Event Store 5.0.2–5.0.12 (`ES-*` headers, nulls omitted, anonymous refused, stable ETag hashes).
+/// * `V20`: EventStoreDB 20.6–21.6 (nulls omitted, `retryCount` known but null, anonymous reaches the ACL check).
+/// * `V21_10`: EventStoreDB 21.10–22.x (explicit `null`s, anonymous reaches the ACL check).
+/// * `V25`: KurrentDB 25+ (`Kurrent-*` headers first, `vnd.kurrent.*` media types, `isRedacted`,
+///   author `Kurrent`, anonymous refused).
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Profile {
+    V5,
+    V20,
+    V21_10,
+    #[default]
+    V25,
+}
+
+impl Profile {
+    /// The spelling accepted by `FromStr` and printed by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::V5 => "v5",
+            Profile::V20 => "v20",
+            Profile::V21_10 => "v21.10",
+            Profile::V25 => "v25",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "v5" | "5" => Ok(Profile::V5),
+            "v20" | "20" => Ok(Profile::V20),
+            "v21.10" | "21.10" => Ok(Profile::V21_10),
+            "v25" | "25" => Ok(Profile::V25),
+            other => Err(format!(
+                "unknown profile '{other}' (expected v5, v20, v21.10 or v25)"
+            )),
+        }
+    }
+}
+
+/// Where the transaction log is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Nothing touches the disk; positions are still computed from the on-disk record size.
+    Memory,
+    /// One log file inside this directory (created if missing).
+    Dir(PathBuf),
+}
+
+/// A login known to the node. Groups are roles such as `$admins` or `$ops`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub login: String,
+    pub password: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn new(login: impl Into<String>, password: impl Into<String>, groups: &[&str]) -> Self {
+        User {
+            login: login.into(),
+            password: password.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
+
+// Never print passwords, not even in debug output.
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("login", &self.login)
+            .field("password", &"***")
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+/// Everything [`crate::Node::start`] needs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub http: SocketAddr,
+    pub storage: Storage,
+    pub profile: Profile,
+    pub users: Vec<User>,
+    /// fsync the log before answering a write (data is always `write(2)`-n before the answer).
+    pub fsync: bool,
+}
+
+impl NodeConfig {
+    /// 127.0.0.1:0, in memory, profile V25, the default users, no fsync.
+    pub fn memory() -> Self {
+        NodeConfig {
+            http: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            storage: Storage::Memory,
+            profile: Profile::default(),
+            users: default_users(),
+            fsync: false,
+        }
+    }
+
+    /// Same as [`NodeConfig::memory`] but with the log in `dir`.
+    pub fn on_disk(dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            storage: Storage::Dir(dir.into()),
+            ..NodeConfig::memory()
+        }
+    }
+
+    pub fn profile(mut self, p: Profile) -> Self {
+        self.profile = p;
+        self
+    }
+
+    /// Adds a user; a login that already exists is replaced.
+    pub fn user(mut self, u: User) -> Self {
+        self.users.retain(|x| x.login != u.login);
+        self.users.push(u);
+        self
+    }
+
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.http = addr;
+        self
+    }
+
+    pub fn fsync(mut self, on: bool) -> Self {
+        self.fsync = on;
+        self
+    }
+}
+
+/// The two accounts every real node ships with (`admin`/`changeit` in `$admins`, `ops`/`changeit` in `$ops`).
+pub fn default_users() -> Vec<User> {
+    vec![
+        User::new("admin", "changeit", &["$admins"]),
+        User::new("ops", "changeit", &["$ops"]),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse() {
+        assert_eq!("v5".parse::<Profile>().unwrap(), Profile::V5);
+        assert_eq!("v20".parse::<Profile>().unwrap(), Profile::V20);
+        assert_eq!("v21.10".parse::<Profile>().unwrap(), Profile::V21_10);
+        assert_eq!("V25".parse::<Profile>().unwrap(), Profile::V25);
+        assert!("v6".parse::<Profile>().is_err());
+        assert_eq!(Profile::default(), Profile::V25);
+    }
+
+    #[test]
+    fn user_override_and_debug_hides_password() {
+        let cfg = NodeConfig::memory().user(User::new("admin", "secret", &["$admins"]));
+        assert_eq!(cfg.users.len(), 2);
+        assert!(cfg
+            .users
+            .iter()
+            .any(|u| u.login == "admin" && u.password == "secret"));
+        assert!(!format!("{cfg:?}").contains("secret"));
+    }
+}

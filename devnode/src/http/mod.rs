@@ -1,0 +1,133 @@
+//! The AtomPub HTTP front: binds the listener, parses raw request paths itself (stream names
+//! contain `$`, `@`, spaces) and maps requests onto the storage core.
+//!
+//! * `router` – request context, authentication, dispatch on the decoded path.
+//! * `read` / `write` / `node` – handlers for reads (§3, §4), writes and deletes (§5), node
+//!   endpoints (§9).
+//! * [`wire`] – profile switches (header names, media types, ETag hashes) and negotiation (§2.3).
+//! * [`feed`] – Atom-JSON rendering with the server's property order and null policy (§2.4).
+//! * [`append`] – request-body parsing (§5.1).
+//! * [`reply`] – responses with custom reason phrases (§2.2).
+
+pub mod append;
+pub mod feed;
+mod node;
+mod read;
+pub mod reply;
+mod router;
+pub mod wire;
+mod write;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{NodeConfig, User};
+use crate::store::Store;
+use crate::Error;
+use wire::Wire;
+
+/// Shared per-node state handed to every request.
+pub(crate) struct App {
+    pub store: Arc<Store>,
+    pub wire: Wire,
+    pub users: Vec<User>,
+    pub addr: SocketAddr,
+    /// Cancelled on stop: aborts long polls.
+    pub shutdown: CancellationToken,
+    /// Set after stop; requests still arriving on old connections get 503.
+    pub closed: AtomicBool,
+    pub instance_id: Uuid,
+    pub epoch_id: Uuid,
+}
+
+/// A running node. Dropping it without [`Node::stop`] leaves the server task running until the
+/// runtime ends.
+pub struct Node {
+    addr: SocketAddr,
+    app: Arc<App>,
+    server: JoinHandle<()>,
+}
+
+impl Node {
+    /// Opens/recovers storage, binds the HTTP listener and serves in a spawned task.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, Error> {
+        let storage = cfg.storage.clone();
+        let fsync = cfg.fsync;
+        let store = tokio::task::spawn_blocking(move || Store::open(&storage, fsync))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        let listener = TcpListener::bind(cfg.http).await?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(App {
+            store: Arc::new(store),
+            wire: Wire::new(cfg.profile),
+            users: cfg.users.clone(),
+            addr,
+            shutdown: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            instance_id: Uuid::new_v4(),
+            epoch_id: Uuid::new_v4(),
+        });
+        let router = Router::new()
+            .fallback(router::handle)
+            .with_state(app.clone());
+        let token = app.shutdown.clone();
+        let server = tokio::spawn(async move {
+            let res = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "http server stopped with an error");
+            }
+        });
+        tracing::info!(%addr, profile = %cfg.profile, "devnode listening");
+        Ok(Node { addr, app, server })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Simulates the in-memory event-id cache being lost (restart / leader change, §5.5).
+    pub fn clear_idempotency_cache(&self) {
+        self.app.store.clear_idempotency_cache();
+    }
+
+    /// The storage core (for in-process inspection by tests).
+    pub fn store(&self) -> Arc<Store> {
+        self.app.store.clone()
+    }
+
+    /// Graceful stop: stop accepting, abort long polls, let in-flight requests finish (bounded),
+    /// flush the log. Afterwards the same directory and address can be reused.
+    pub async fn stop(self) {
+        self.app.shutdown.cancel();
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after 5 s; aborting them");
+            server.abort();
+            let _ = server.await;
+        }
+        self.app.closed.store(true, Ordering::SeqCst);
+        if let Err(e) = self.app.store.close() {
+            tracing::error!(error = %e, "flushing the log on stop failed");
+        }
+        tracing::info!(addr = %self.addr, "devnode stopped");
+    }
+}

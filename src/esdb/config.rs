@@ -1,0 +1,148 @@
+//! Connection settings of one [`Client`](super::client::Client): where the node is, how to
+//! authenticate, which CA to trust, and how long to wait.
+//!
+//! Credentials never appear in `Debug` or `Display` output: [`Password`] prints as `***`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::headers::HeaderFamily;
+
+/// A password that cannot be printed by accident.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The secret itself; only for building the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// HTTP Basic credentials of an Event Store user.
+#[derive(Clone, PartialEq, Eq, Debug, Deserialize)]
+pub struct Credentials {
+    /// Login name.
+    pub username: String,
+    /// Password (printed as `***`).
+    pub password: Password,
+}
+
+impl Credentials {
+    /// Builds credentials.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: Password::new(password),
+        }
+    }
+}
+
+impl fmt::Display for Credentials {
+    /// The user name only, e.g. `admin (password ***)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (password ***)", self.username)
+    }
+}
+
+/// Default TCP/TLS connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default whole-request timeout. The server itself gives up after 10 s (contract §2.2), so a bit
+/// more lets its 408/500 answer arrive.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Settings of one Event Store client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Base URL of the node, e.g. `https://node1:2113` (may include a path prefix). Must not
+    /// contain user info: put credentials in [`ClientConfig::credentials`].
+    pub base_url: Url,
+    /// Basic credentials; `None` sends anonymous requests (refused by 5.0.2+ and 23.6+ for
+    /// `/streams`).
+    pub credentials: Option<Credentials>,
+    /// PEM file with additional CA certificates to trust (e.g. the cluster's own CA), on top of the
+    /// system roots.
+    pub ca_file: Option<PathBuf>,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of a whole request; a long-poll read gets this plus its long-poll time.
+    pub request_timeout: Duration,
+    /// Which header/media-type family to send (responses in both are always accepted).
+    pub header_family: HeaderFamily,
+    /// Offer HTTP/2 in TLS ALPN. Off by default: the server's only error text is the HTTP/1.1
+    /// reason phrase, which HTTP/2 does not have (contract §2.2).
+    pub http2: bool,
+}
+
+impl ClientConfig {
+    /// Settings with defaults for everything but the URL.
+    pub fn new(base_url: Url) -> ClientConfig {
+        ClientConfig {
+            base_url,
+            credentials: None,
+            ca_file: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            header_family: HeaderFamily::default(),
+            http2: false,
+        }
+    }
+
+    /// Sets the credentials.
+    pub fn with_credentials(mut self, credentials: Credentials) -> ClientConfig {
+        self.credentials = Some(credentials);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_print_the_password() {
+        let credentials = Credentials::new("admin", "changeit");
+        let config = ClientConfig::new(Url::parse("http://127.0.0.1:2113").unwrap())
+            .with_credentials(credentials.clone());
+        for text in [
+            format!("{credentials:?}"),
+            format!("{credentials}"),
+            format!("{config:?}"),
+            format!("{:?}", credentials.password),
+            format!("{}", credentials.password),
+        ] {
+            assert!(!text.contains("changeit"), "{text}");
+        }
+        assert!(format!("{credentials}").contains("admin"));
+        assert_eq!(credentials.password.expose(), "changeit");
+    }
+
+    #[test]
+    fn credentials_deserialize() {
+        let credentials: Credentials =
+            serde_json::from_str(r#"{"username":"ops","password":"s3cret"}"#).unwrap();
+        assert_eq!(credentials, Credentials::new("ops", "s3cret"));
+    }
+}

@@ -1,0 +1,48 @@
+//! The Event Store HTTP (AtomPub) client: everything `standby` says to a node, on the wire
+//! contract of `docs/event-store-http-api.md` (shared docs).
+//!
+//! One concern per file:
+//!
+//! * [`config`]: [`ClientConfig`] and [`Credentials`] (never printed).
+//! * [`tls`]: the rustls configuration (ring provider, system roots + optional CA file).
+//! * [`client`]: [`Client`], the IO: builds requests, sends them, captures responses.
+//! * [`request`]: URLs (stream names escaped like .NET `Uri.EscapeDataString`), [`Embed`],
+//!   [`PageSize`], [`ReadOptions`].
+//! * [`headers`]: `ES-*`/`Kurrent-*` header names, media types, response header parsing.
+//! * [`encode`]: request bodies: the `events+json` batch encoding of [`EventData`].
+//! * [`response`]: pure decoders (status, reason phrase, headers, body → result); tests feed
+//!   recorded server responses through them.
+//! * [`feed`]: wire DTOs (serde shapes of feeds, entries, `/info`, `/gossip`).
+//! * [`page`], [`metadata`], [`node`]: domain results ([`AllPage`], [`StreamPage`], [`Entry`],
+//!   [`Lookup`], [`StreamMetadata`], [`SystemSettings`], [`NodeInfo`], [`Gossip`]).
+//! * [`error`]: [`Error`] with [`Error::is_transient`].
+//!
+//! Expected conditions are values: a missing stream is [`Lookup::NotFound`], a hard-deleted one
+//! [`Lookup::Deleted`], a repeated hard delete [`DeleteOutcome::AlreadyHardDeleted`].
+
+pub mod client;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod feed;
+pub mod headers;
+pub mod metadata;
+pub mod node;
+pub mod page;
+pub mod request;
+pub mod response;
+pub mod tls;
+
+pub use client::{Client, DeleteMode, SETTINGS_STREAM};
+pub use config::{ClientConfig, Credentials, Password};
+pub use encode::{EncodeError, EventData};
+pub use error::Error;
+pub use headers::{ETag, HeaderFamily};
+pub use metadata::{Acl, Roles, StreamMetadata, SystemSettings};
+pub use node::{Endpoint, Gossip, Liveness, Member, NodeInfo, NodeState};
+pub use page::{
+    AllPage, Direction, Entry, EntryContent, EntrySummary, EventRef, Links, Lookup, RecordedEvent,
+    StreamPage,
+};
+pub use request::{AllFrom, Embed, PageSize, ReadOptions, StreamFrom};
+pub use response::{Appended, DeleteOutcome, RawResponse, RequestInfo};
