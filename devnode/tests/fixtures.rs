@@ -1,4 +1,4 @@
-//! Shape checks against the recorded/reconstructed responses in `shared/fixtures/http-api/`:
+//! Shape checks against the recorded/reconstructed responses in `tests/fixtures/http-api/`:
 //! same properties in the same order, same null policy, same links and headers.
 
 mod common;
@@ -10,16 +10,11 @@ use devnode::Profile;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn fixture(name: &str) -> Option<Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/http-api");
+fn fixture(name: &str) -> Value {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/http-api");
     let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(b) => Some(serde_json::from_slice(&b).expect("fixture is JSON")),
-        Err(_) => {
-            eprintln!("fixture {} not found; skipping", path.display());
-            None
-        }
-    }
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_slice(&bytes).expect("fixture is JSON")
 }
 
 /// Keys (in order) and value kinds, recursively; values themselves are ignored.
@@ -49,9 +44,7 @@ fn tail(url: &str) -> String {
 
 #[tokio::test]
 async fn v5_stream_head_page_matches_recording() {
-    let Some(rec) = fixture("stream-head-backward.2017.json") else {
-        return;
-    };
+    let rec = fixture("stream-head-backward.2017.json");
     let (node, api) = start(Profile::V5).await;
     api.append(
         "newstream",
@@ -79,12 +72,8 @@ async fn v5_stream_head_page_matches_recording() {
 
 #[tokio::test]
 async fn v5_full_pages_match_recordings() {
-    let Some(back) = fixture("stream-head-backward-fullpage.2018.json") else {
-        return;
-    };
-    let Some(fwd) = fixture("stream-forward-fullpage.2018.json") else {
-        return;
-    };
+    let back = fixture("stream-head-backward-fullpage.2018.json");
+    let fwd = fixture("stream-forward-fullpage.2018.json");
     let (node, api) = start(Profile::V5).await;
     let events: Vec<Value> = (0..27)
         .map(|_| event(&new_id(), "event-type", json!({})))
@@ -118,9 +107,7 @@ async fn v5_full_pages_match_recordings() {
 
 #[tokio::test]
 async fn v5_forward_past_end_matches_recording() {
-    let Some(rec) = fixture("stream-forward-past-end.2018.json") else {
-        return;
-    };
+    let rec = fixture("stream-forward-past-end.2018.json");
     let (node, api) = start(Profile::V5).await;
     api.append(
         "newstream",
@@ -154,12 +141,8 @@ async fn v5_forward_past_end_matches_recording() {
 
 #[tokio::test]
 async fn v5_rich_and_body_entries_match_recordings() {
-    let Some(body) = fixture("stream-embed-body.2015.repaired.json") else {
-        return;
-    };
-    let Some(rich) = fixture("stream-embed-rich.2015.repaired.json") else {
-        return;
-    };
+    let body = fixture("stream-embed-body.2015.repaired.json");
+    let rich = fixture("stream-embed-rich.2015.repaired.json");
     let (node, api) = start(Profile::V5).await;
     api.append(
         "newstream",
@@ -181,12 +164,8 @@ async fn v5_rich_and_body_entries_match_recordings() {
 
 #[tokio::test]
 async fn single_event_and_description_document() {
-    let Some(entry) = fixture("event-atom-entry.2018.json") else {
-        return;
-    };
-    let Some(desc) = fixture("description-document.2018.json") else {
-        return;
-    };
+    let entry = fixture("event-atom-entry.2018.json");
+    let desc = fixture("description-document.2018.json");
     let (node, api) = start(Profile::V5).await;
     let ev = json!([{
         "eventId": "b989fe21-9469-4017-8d71-9820b8dd1167",
@@ -302,9 +281,7 @@ fn by_type<'a>(feed: &'a Value, ty: &str) -> &'a Value {
 
 #[tokio::test]
 async fn all_forward_body_page_matches_reconstruction_v20() {
-    let Some(rec) = fixture("all-forward-embed-body.v5-v20.10.reconstructed.json") else {
-        return;
-    };
+    let rec = fixture("all-forward-embed-body.v5-v20.10.reconstructed.json");
     let (node, api) = start(Profile::V20).await;
     let ours = all_page(&api, &node, false).await;
     assert_eq!(ours["entries"].as_array().unwrap().len(), 4);
@@ -342,9 +319,7 @@ async fn all_forward_body_page_matches_reconstruction_v20() {
 
 #[tokio::test]
 async fn all_forward_body_page_matches_reconstruction_v25_nulls() {
-    let Some(rec) = fixture("all-forward-embed-body.v23.6-v24.10.reconstructed.json") else {
-        return;
-    };
+    let rec = fixture("all-forward-embed-body.v23.6-v24.10.reconstructed.json");
     let (node, api) = start(Profile::V25).await;
     // Put something first so the page starts past 0 and carries last/next like the fixture.
     api.append("warmup", None, &json!([event(&new_id(), "t", json!({}))]))
