@@ -31,5 +31,12 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod demo;
 pub mod esdb;
+pub mod exit;
+pub mod offsets;
+pub mod pipeline;
 pub mod position;
+pub mod retry;
+pub mod status;
+pub mod verify;

@@ -1,1 +1,174 @@
-fn main() {}
+//! `standby`: command-line entry point. Parses arguments, sets up logging, runs the command and
+//! turns its outcome into one of the documented exit codes (`standby::exit`).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use cli::{CheckpointAction, Cli, Command, DemoOrdering, LogFormat};
+use standby::config::{Config, Ordering};
+use standby::exit;
+use standby::pipeline::{self, RunError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    ExitCode::from(runtime.block_on(dispatch(cli.command)))
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Fires on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stop requested");
+        t.cancel();
+    });
+    token
+}
+
+fn load(path: &std::path::Path) -> Result<Config, u8> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })
+}
+
+async fn dispatch(command: Command) -> u8 {
+    match command {
+        Command::Run { config } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let shared = std::sync::Arc::default();
+            match pipeline::run(&config, shutdown_signal(), shared).await {
+                Ok(summary) => {
+                    tracing::info!(
+                        events = summary.progress.events_written,
+                        checkpoint = %summary.checkpoint.map_or_else(|| "none".into(), |c| c.to_string()),
+                        "stopped"
+                    );
+                    exit::OK
+                }
+                Err(e) => report(&e),
+            }
+        }
+        Command::Verify { config, json } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let _ = (config, json);
+            eprintln!("error: verify is not available in this build");
+            exit::INTERNAL
+        }
+        Command::Status { config, json } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let _ = (config, json);
+            eprintln!("error: status is not available in this build");
+            exit::INTERNAL
+        }
+        Command::Checkpoint {
+            action: CheckpointAction::Recover { config },
+        } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match pipeline::recover_checkpoint(&config).await {
+                Ok(cp) => {
+                    println!(
+                        "recovered checkpoint {} (primary database {}, epoch {}) into {}",
+                        cp.position,
+                        cp.primary,
+                        cp.epoch,
+                        config.checkpoint.path.display()
+                    );
+                    exit::OK
+                }
+                Err(e) => report(&e),
+            }
+        }
+        Command::Demo {
+            events,
+            streams,
+            ordering,
+        } => {
+            let ordering = match ordering {
+                DemoOrdering::Global => Ordering::Global,
+                DemoOrdering::Stream => Ordering::Stream,
+            };
+            match standby::demo::run(
+                standby::demo::DemoOptions {
+                    events,
+                    streams,
+                    ordering,
+                },
+                shutdown_signal(),
+            )
+            .await
+            {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: demo: {e}");
+                    exit::INTERNAL
+                }
+            }
+        }
+    }
+}
+
+fn report(e: &RunError) -> u8 {
+    match e {
+        RunError::Divergence(d) => {
+            eprintln!("error: replication halted: {d}");
+            if let Ok(json) = serde_json::to_string(d) {
+                eprintln!("divergence report: {json}");
+            }
+        }
+        other => eprintln!("error: {other}"),
+    }
+    e.exit_code()
+}

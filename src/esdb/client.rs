@@ -483,6 +483,39 @@ impl Client {
         response::decode_raw_event(&info, &resp)
     }
 
+    /// Reads the stored data bytes of one *record*, without resolving it when it is a link
+    /// (`ES-ResolveLinkTos: false`): for a `$>` record, its own `"<n>@<stream>"` data rather than
+    /// the target's. Stream and single-event reads resolve links by default (contract §4.3), which
+    /// is right for applications and wrong for a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_event_raw`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a read has no side effects.
+    #[instrument(skip_all, fields(stream = %stream, revision = %revision))]
+    pub async fn read_record_raw(
+        &self,
+        stream: &str,
+        revision: StreamRevision,
+    ) -> Result<Lookup<Bytes>, Error> {
+        let url = self
+            .routes
+            .event(stream, StreamFrom::Revision(revision), Embed::None);
+        let options = ReadOptions {
+            resolve_link_tos: Some(false),
+            ..ReadOptions::default()
+        };
+        let call = self.read_headers(
+            Call::new(Method::GET, url).accept(media::OCTET_STREAM),
+            &options,
+        );
+        let (info, resp) = self.execute(call).await?;
+        response::decode_raw_event(&info, &resp)
+    }
+
     /// Reads one event as an Atom entry (with `content` for JSON events, or rich fields when
     /// `embed >= rich`).
     ///

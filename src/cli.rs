@@ -1,0 +1,113 @@
+//! The command line: `run`, `verify`, `status`, `checkpoint recover`, `demo`.
+//!
+//! Every command exits with one of the codes of [`standby::exit`]; errors are printed once, on
+//! stderr, saying what happened and what to do.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps a warm standby Event Store cluster in step with a primary, and promotes it only on an
+/// operator's command.
+#[derive(Debug, Parser)]
+#[command(name = "standby", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true, env = "STANDBY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `standby=debug` (RUST_LOG syntax).
+    #[arg(long, default_value = "info", global = true, env = "STANDBY_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file (see config/standby.toml).
+    #[arg(long, short = 'c', env = "STANDBY_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replicate the primary's $all into the secondary until stopped (SIGINT/SIGTERM).
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Compare the user streams of both clusters; exit 0 when equal, 4 at the first difference.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the checkpoint, the primary's head, the lag and the secondary's role.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checkpoint maintenance.
+    Checkpoint {
+        #[command(subcommand)]
+        action: CheckpointAction,
+    },
+    /// Start a primary and a secondary dev node in this process, write a live mixed workload,
+    /// replicate it, and verify the result.
+    Demo {
+        /// Events to write to the primary.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// Streams to spread them over.
+        #[arg(long, default_value_t = 200)]
+        streams: u64,
+        /// Replication order.
+        #[arg(long, value_enum, default_value_t = DemoOrdering::Global)]
+        ordering: DemoOrdering,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointAction {
+    /// Write the checkpoint copy kept on the secondary to the local checkpoint file, after the
+    /// local file was lost. Never overwrites an existing file.
+    Recover {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoOrdering {
+    Global,
+    Stream,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_is_required_for_run() {
+        assert!(Cli::try_parse_from(["standby", "run"]).is_err());
+        let cli = Cli::try_parse_from(["standby", "run", "--config", "x.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { .. }));
+    }
+}

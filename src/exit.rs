@@ -1,0 +1,16 @@
+//! Process exit codes: one meaning each, the same for every command (documented in
+//! `docs/operations.md`), so scripts and orchestrators can act on them.
+
+/// Clean stop (`run` after SIGINT/SIGTERM), or the command did what it was asked.
+pub const OK: u8 = 0;
+/// An internal error: a bug or an unexpected condition; the message says what.
+pub const INTERNAL: u8 = 1;
+/// Bad command line or configuration.
+pub const USAGE: u8 = 2;
+/// Fenced or refused: a corrupt or foreign checkpoint, missing credentials or permissions, a
+/// promoted secondary.
+pub const REFUSED: u8 = 3;
+/// The secondary differs from the primary (`run` halted, or `verify` found a difference).
+pub const DIVERGENCE: u8 = 4;
+/// A one-shot command could not reach a cluster.
+pub const UNREACHABLE: u8 = 5;

@@ -1,0 +1,522 @@
+//! The replication pipeline: reader → bounded channel → writer → `watch<Position>` →
+//! checkpointer.
+//!
+//! ```text
+//!  primary $all ──► reader ──mpsc(CHANNEL_PAGES)──► writer ──watch(applied)──► checkpointer ──► file
+//!                   (plan)                         (secondary)   ▲                    │
+//!                                                                └──watch(persisted)──┘  (barrier pages)
+//! ```
+//!
+//! Start-up refuses what would replicate into the wrong place: a corrupt checkpoint, a checkpoint
+//! taken against another primary, or a missing local checkpoint when the secondary already holds
+//! replication state. Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer finish its page,
+//! and flushes the checkpoint, within [`SHUTDOWN_DEADLINE`].
+
+pub mod plan;
+
+mod checkpointer;
+mod reader;
+mod writer;
+
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use checkpointer::{CHECKPOINT_EVENT_TYPE, CHECKPOINT_STREAM};
+pub use writer::{Divergence, STREAM_CONCURRENCY};
+
+use crate::checkpoint::{self, Checkpoint, CheckpointStore, PrimaryId};
+use crate::config::Config;
+use crate::esdb::{self, Client, Embed, Entry, Lookup, PageSize, ReadOptions, StreamFrom};
+use crate::offsets::StreamOffsets;
+use crate::position::{Epoch, Position};
+use crate::retry::{retry, Gave};
+
+/// Pages in flight between the reader and the writer: enough to overlap reading with writing,
+/// few enough to bound memory to a handful of pages.
+pub const CHANNEL_PAGES: usize = 4;
+/// How long a graceful stop may take before in-flight work is abandoned (it is replayed safely
+/// after the restart).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// The epoch a replicator runs under until promotion exists.
+pub const INITIAL_EPOCH: Epoch = Epoch::new(1);
+
+/// A page end the writer has applied. `barrier`: the page held a delete, so its end must be
+/// persisted locally and on the secondary before the next page is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub position: Position,
+    pub barrier: bool,
+}
+
+/// One planned page on its way to the writer.
+pub(crate) struct Batch {
+    pub plan: plan::Plan,
+    /// The page's resume position (its forward `previous` link, §3.6).
+    pub end: Position,
+    /// Source records in the page, replicated or not.
+    pub records: usize,
+}
+
+/// Why a stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("primary: {0}")]
+    Primary(esdb::Error),
+    #[error("secondary: {0}")]
+    Secondary(esdb::Error),
+    #[error("{0}")]
+    Divergence(Box<Divergence>),
+    #[error("{0}")]
+    Checkpoint(checkpoint::Error),
+    #[error("{0}")]
+    Unexpected(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Why `run` stopped with an error; each maps to a documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// Refused to start or to go on: corrupt or foreign checkpoint, missing checkpoint with state
+    /// on the secondary, permission refused (exit 3).
+    #[error("{0}")]
+    Refused(String),
+    /// The secondary differs from the primary (exit 4).
+    #[error("{0}")]
+    Divergence(Box<Divergence>),
+    /// Anything else (exit 1).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RunError {
+    /// The process exit code for this error (see `docs/operations.md`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) => crate::exit::USAGE,
+            RunError::Refused(_) => crate::exit::REFUSED,
+            RunError::Divergence(_) => crate::exit::DIVERGENCE,
+            RunError::Internal(_) => crate::exit::INTERNAL,
+        }
+    }
+}
+
+impl From<StageError> for RunError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Divergence(d) => RunError::Divergence(d),
+            StageError::Checkpoint(e) => RunError::Refused(e.to_string()),
+            StageError::Secondary(
+                e @ (esdb::Error::Unauthorized { .. } | esdb::Error::StreamDeleted { .. }),
+            ) => RunError::Refused(format!("the secondary refused a write: {e}")),
+            StageError::Primary(e @ esdb::Error::Unauthorized { .. }) => {
+                RunError::Refused(format!("the primary refused a read: {e}"))
+            }
+            StageError::Primary(e) => {
+                RunError::Internal(format!("reading the primary failed permanently: {e}"))
+            }
+            StageError::Secondary(e) => {
+                RunError::Internal(format!("writing the secondary failed permanently: {e}"))
+            }
+            StageError::Unexpected(m) => RunError::Internal(m),
+            StageError::Cancelled => RunError::Internal("cancelled".into()),
+        }
+    }
+}
+
+/// Counters and positions shared by the stages, read by progress reports and `status`.
+#[derive(Debug, Default)]
+pub struct Shared {
+    events_written: AtomicU64,
+    records_applied: AtomicU64,
+    pages_applied: AtomicU64,
+    retries: AtomicU64,
+    fidelity_losses: AtomicU64,
+    checkpoints_written: AtomicU64,
+    state: Mutex<Positions>,
+}
+
+/// Positions known to the pipeline.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Positions {
+    /// The newest resume position the reader has seen at the primary.
+    pub read: Option<Position>,
+    /// Whether the last read reached the end of the primary's `$all`.
+    pub at_head: bool,
+    /// The end of the last page the secondary acknowledged in full.
+    pub applied: Option<Position>,
+    /// The last position persisted in the checkpoint file.
+    pub persisted: Option<Position>,
+}
+
+/// A snapshot of [`Shared`].
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Events appended to the secondary by this process.
+    pub events_written: u64,
+    /// Source records covered by applied pages (replicated or skipped).
+    pub records_applied: u64,
+    pub pages_applied: u64,
+    pub retries: u64,
+    pub fidelity_losses: u64,
+    pub checkpoints_written: u64,
+    pub positions: Positions,
+}
+
+impl Progress {
+    /// Caught up: the reader is at the head and the writer applied everything it read.
+    pub fn caught_up(&self) -> bool {
+        self.positions.at_head
+            && self.positions.read.is_some()
+            && self.positions.applied >= self.positions.read
+    }
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> Progress {
+        Progress {
+            events_written: self.events_written.load(AtomicOrdering::Relaxed),
+            records_applied: self.records_applied.load(AtomicOrdering::Relaxed),
+            pages_applied: self.pages_applied.load(AtomicOrdering::Relaxed),
+            retries: self.retries.load(AtomicOrdering::Relaxed),
+            fidelity_losses: self.fidelity_losses.load(AtomicOrdering::Relaxed),
+            checkpoints_written: self.checkpoints_written.load(AtomicOrdering::Relaxed),
+            positions: *self.state.lock().expect("progress lock"),
+        }
+    }
+    fn note_retry(&self, _stage: &'static str, _error: &esdb::Error) {
+        self.retries.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+    fn note_events(&self, n: u64) {
+        self.events_written.fetch_add(n, AtomicOrdering::Relaxed);
+    }
+    fn note_fidelity_loss(&self) {
+        self.fidelity_losses.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+    fn note_applied(&self, batch: &Batch) {
+        self.pages_applied.fetch_add(1, AtomicOrdering::Relaxed);
+        self.records_applied
+            .fetch_add(batch.records as u64, AtomicOrdering::Relaxed);
+        self.state.lock().expect("progress lock").applied = Some(batch.end);
+    }
+    fn note_checkpoint(&self, position: Position, _took: Duration) {
+        self.checkpoints_written
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        self.state.lock().expect("progress lock").persisted = Some(position);
+    }
+    fn set_head(&self, read: Position, at_head: bool) {
+        let mut s = self.state.lock().expect("progress lock");
+        s.read = Some(read);
+        s.at_head = at_head;
+    }
+}
+
+/// The identity of the primary's database: the id of the first record of its `$all`, which no
+/// later write changes (a restored or rebuilt primary has another one). Waits, cancellably, while
+/// the primary is empty.
+///
+/// # Errors
+/// Permanent client errors.
+pub async fn primary_identity(
+    primary: &Client,
+    cancel: &CancellationToken,
+    shared: &Shared,
+) -> Result<Option<PrimaryId>, StageError> {
+    let options = ReadOptions {
+        embed: Embed::Rich,
+        long_poll: Some(reader::LONG_POLL),
+        resolve_link_tos: Some(false),
+    };
+    loop {
+        let page = match retry(
+            "identify the primary",
+            cancel,
+            |e| shared.note_retry("reader", e),
+            || {
+                primary.read_all_forward(
+                    Position::START,
+                    PageSize::new(1).expect("1 is valid"),
+                    &options,
+                )
+            },
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(Gave::Cancelled) => return Ok(None),
+            Err(Gave::Up(e)) => return Err(StageError::Primary(e)),
+        };
+        if let Some(entry) = page.entries.first() {
+            let id = match entry {
+                Entry::Event(e) => e.event_id.to_string(),
+                Entry::Summary(s) => s.event_id.map_or_else(
+                    || format!("{}@{}", s.revision, s.stream),
+                    |id| id.to_string(),
+                ),
+            };
+            return Ok(Some(PrimaryId(id)));
+        }
+        tracing::info!("the primary's $all is empty; waiting for its first event");
+    }
+}
+
+/// Reads the last checkpoint copy kept on the secondary, if any.
+///
+/// # Errors
+/// Client errors; a copy that does not parse is reported as [`esdb::Error::Decode`].
+pub async fn checkpoint_copy(secondary: &Client) -> Result<Option<Checkpoint>, esdb::Error> {
+    let found = secondary
+        .read_event_entry(CHECKPOINT_STREAM, StreamFrom::Head, Embed::Body)
+        .await?;
+    let Lookup::Found(entry) = found else {
+        return Ok(None);
+    };
+    let Some(event) = entry.as_event() else {
+        return Ok(None);
+    };
+    let data = event.data.clone().unwrap_or_default();
+    serde_json::from_slice(&data)
+        .map(Some)
+        .map_err(|e| esdb::Error::Decode {
+            method: reqwest::Method::GET,
+            url: format!("/streams/{CHECKPOINT_STREAM}/head"),
+            detail: format!("not a standby checkpoint copy: {e}"),
+        })
+}
+
+/// Clients for both sides from the configuration.
+///
+/// # Errors
+/// [`RunError::Config`] for unreadable password files, bad URLs or CA files.
+pub fn clients(config: &Config) -> Result<(Client, Client), RunError> {
+    let make = |side: &str, e: &crate::config::EndpointConfig| -> Result<Client, RunError> {
+        let cfg = e
+            .client_config()
+            .map_err(|err| RunError::Config(format!("[{side}] {err}")))?;
+        Client::new(cfg).map_err(|err| RunError::Config(format!("[{side}] {err}")))
+    };
+    Ok((
+        make("primary", &config.primary)?,
+        make("secondary", &config.secondary)?,
+    ))
+}
+
+/// How a finished run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub progress: Progress,
+    /// The position persisted at exit.
+    pub checkpoint: Option<Position>,
+}
+
+/// Runs replication until `shutdown` fires or a stage fails.
+///
+/// # Errors
+/// See [`RunError`] for the kinds and their exit codes.
+pub async fn run(
+    config: &Config,
+    shutdown: CancellationToken,
+    shared: Arc<Shared>,
+) -> Result<Summary, RunError> {
+    let (primary, secondary) = clients(config)?;
+    let (store, existing) = CheckpointStore::open(&config.checkpoint.path)
+        .map_err(|e| RunError::Refused(e.to_string()))?;
+
+    let Some(identity) = primary_identity(&primary, &shutdown, &shared).await? else {
+        return Ok(Summary {
+            progress: shared.snapshot(),
+            checkpoint: existing.map(|c| c.position),
+        });
+    };
+    let start = match &existing {
+        Some(cp) if cp.primary != identity => {
+            return Err(RunError::Refused(format!(
+                "the checkpoint {} was taken against another primary (database {}), but {} is database {}. \
+                 Refusing to mix two primaries into one secondary: point [primary] at the original cluster, \
+                 or replicate this primary into an empty secondary with a new checkpoint path",
+                config.checkpoint.path.display(),
+                cp.primary,
+                config.primary.url,
+                identity
+            )))
+        }
+        Some(cp) => cp.position,
+        None => {
+            let copy = match retry("read the checkpoint copy", &shutdown, |e| shared.note_retry("writer", e), || checkpoint_copy(&secondary)).await {
+                Ok(c) => c,
+                Err(Gave::Cancelled) => return Ok(Summary { progress: shared.snapshot(), checkpoint: None }),
+                Err(Gave::Up(e)) => return Err(StageError::Secondary(e).into()),
+            };
+            if let Some(copy) = copy {
+                return Err(RunError::Refused(format!(
+                    "there is no local checkpoint at {}, but the secondary already holds replicated data up to {} \
+                     (primary database {}). Starting from the beginning would replay deletes over newer data. \
+                     Recover the position explicitly with `standby checkpoint recover --config FILE`, \
+                     or fix checkpoint.path",
+                    config.checkpoint.path.display(),
+                    copy.position,
+                    copy.primary
+                )));
+            }
+            Position::START
+        }
+    };
+    let offsets = match retry(
+        "load stream offsets",
+        &shutdown,
+        |e| shared.note_retry("writer", e),
+        || StreamOffsets::load(&secondary),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(Gave::Cancelled) => {
+            return Ok(Summary {
+                progress: shared.snapshot(),
+                checkpoint: Some(start),
+            })
+        }
+        Err(Gave::Up(e)) => return Err(StageError::Secondary(e).into()),
+    };
+    tracing::info!(from = %start, primary = %identity, ordering = ?config.replication.ordering, offsets = offsets.len(), "replication starting");
+
+    let page_size = u16::try_from(config.replication.page_size)
+        .ok()
+        .and_then(PageSize::new)
+        .ok_or_else(|| {
+            RunError::Config(format!(
+                "replication.page_size {} is out of range",
+                config.replication.page_size
+            ))
+        })?;
+    let store = Arc::new(Mutex::new(store));
+    let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
+    let (applied_tx, applied_rx) = watch::channel(Applied {
+        position: start,
+        barrier: false,
+    });
+    let (persisted_tx, persisted_rx) = watch::channel(start);
+    let reader_stop = shutdown.child_token();
+    let writer_stop = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let failed = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let reader = reader::Reader {
+        client: primary,
+        page_size,
+        filter: config.replication.clone(),
+        shared: shared.clone(),
+    };
+    let writer = writer::Writer {
+        client: secondary.clone(),
+        ordering: config.replication.ordering,
+        offsets: tokio::sync::Mutex::new(offsets),
+        shared: shared.clone(),
+    };
+    let checkpointer = checkpointer::Checkpointer {
+        store,
+        primary: identity,
+        epoch: INITIAL_EPOCH,
+        secondary,
+        shared: shared.clone(),
+    };
+
+    let first_error: Arc<Mutex<Option<StageError>>> = Arc::default();
+    let stage = |name: &'static str,
+                 fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), StageError>> + Send>,
+    >| {
+        let failed = failed.clone();
+        let first_error = first_error.clone();
+        tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                if let Err(e) = fut.await {
+                    tracing::error!(stage = name, error = %e, "stage stopped");
+                    first_error.lock().expect("error slot").get_or_insert(e);
+                    failed.cancel();
+                }
+            },
+            tracing::info_span!("stage", name),
+        ))
+    };
+    stage(
+        "reader",
+        Box::pin(reader.run(start, tx, reader_stop.clone())),
+    );
+    stage(
+        "writer",
+        Box::pin(writer.run(
+            rx,
+            applied_tx,
+            persisted_rx,
+            writer_stop.clone(),
+            abort.clone(),
+        )),
+    );
+    stage(
+        "checkpointer",
+        Box::pin(checkpointer.run(applied_rx, persisted_tx, abort.clone())),
+    );
+    tracker.close();
+
+    tokio::select! {
+        _ = shutdown.cancelled() => tracing::info!("stopping: finishing the page in flight and flushing the checkpoint"),
+        _ = failed.cancelled() => {}
+        _ = tracker.wait() => {}
+    }
+    reader_stop.cancel();
+    writer_stop.cancel();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(deadline = ?SHUTDOWN_DEADLINE, "shutdown deadline passed; abandoning the page in flight (it is replayed after restart)");
+        abort.cancel();
+        tracker.wait().await;
+    }
+    let progress = shared.snapshot();
+    let error = first_error.lock().expect("error slot").take();
+    match error {
+        Some(e) => Err(e.into()),
+        None => Ok(Summary {
+            progress,
+            checkpoint: progress.positions.persisted.or(Some(start)),
+        }),
+    }
+}
+
+/// Writes the secondary's checkpoint copy to the local file: the explicit recovery after the local
+/// checkpoint was lost.
+///
+/// # Errors
+/// [`RunError::Refused`] when a local checkpoint exists (never overwritten) or the secondary holds
+/// no copy; client errors.
+pub async fn recover_checkpoint(config: &Config) -> Result<Checkpoint, RunError> {
+    let (_, secondary) = clients(config)?;
+    let (mut store, existing) = CheckpointStore::open(&config.checkpoint.path)
+        .map_err(|e| RunError::Refused(e.to_string()))?;
+    if let Some(cp) = existing {
+        return Err(RunError::Refused(format!(
+            "a local checkpoint already exists at {} (position {}); it is never overwritten. Move it away first if you really mean to replace it",
+            config.checkpoint.path.display(),
+            cp.position
+        )));
+    }
+    let copy = checkpoint_copy(&secondary)
+        .await
+        .map_err(|e| RunError::Internal(format!("reading the checkpoint copy from the secondary: {e}")))?
+        .ok_or_else(|| RunError::Refused("the secondary holds no checkpoint copy; there is nothing to recover (a first run starts from the beginning)".into()))?;
+    store
+        .store(&copy)
+        .map_err(|e| RunError::Refused(e.to_string()))?;
+    Ok(copy)
+}

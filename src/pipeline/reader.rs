@@ -1,0 +1,143 @@
+//! The reader: pages of the primary's `$all`, forward from the checkpoint, planned and sent to the
+//! writer through a bounded channel.
+//!
+//! While catching up it reads full pages; at the head it long-polls (`ES-LongPoll`), so a new event
+//! is seen as soon as it commits rather than at the next poll (contract §3.5). Pages are read with
+//! `embed=body` and links unresolved: JSON data and metadata arrive as stored; the data of non-JSON
+//! events is not in the feed, so each is fetched raw (`application/octet-stream`, links not
+//! resolved), the only lossless way (§3.7).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{self, classify, StreamKind, TOMBSTONE_TYPE};
+use super::{Batch, Shared, StageError};
+use crate::config::ReplicationConfig;
+use crate::esdb::{Client, Embed, Entry, Lookup, PageSize, ReadOptions, RecordedEvent};
+use crate::position::{Position, StreamRevision};
+use crate::retry::{retry, Gave};
+
+/// How long one long-poll read waits at the head before the server answers empty.
+pub const LONG_POLL: Duration = Duration::from_secs(10);
+
+pub(super) struct Reader {
+    pub client: Client,
+    pub page_size: PageSize,
+    pub filter: ReplicationConfig,
+    pub shared: Arc<Shared>,
+}
+
+impl Reader {
+    /// Reads from `from` until cancelled or the writer hangs up.
+    ///
+    /// # Cancel safety
+    /// Cancelling drops at most one page that was read but not sent; it is read again after a
+    /// restart because the checkpoint never covers it.
+    pub async fn run(
+        self,
+        mut from: Position,
+        tx: mpsc::Sender<Batch>,
+        cancel: CancellationToken,
+    ) -> Result<(), StageError> {
+        let mut at_head = false;
+        loop {
+            let options = ReadOptions {
+                embed: Embed::Body,
+                long_poll: at_head.then_some(LONG_POLL),
+                resolve_link_tos: Some(false),
+            };
+            let page = match retry(
+                "read $all",
+                &cancel,
+                |e| self.shared.note_retry("reader", e),
+                || self.client.read_all_forward(from, self.page_size, &options),
+            )
+            .await
+            {
+                Ok(page) => page,
+                Err(Gave::Cancelled) => return Ok(()),
+                Err(Gave::Up(e)) => return Err(StageError::Primary(e)),
+            };
+            let records = page.entries.len();
+            at_head = page.is_end;
+            let Some(end) = page.next else {
+                // An empty page at the end of `$all` has no `previous` link (§3.4): stay here.
+                self.shared.set_head(from, true);
+                continue;
+            };
+            let mut events = Vec::with_capacity(records);
+            for entry in page.entries {
+                match entry {
+                    Entry::Event(e) => events.push(e),
+                    Entry::Summary(s) => {
+                        return Err(StageError::Unexpected(format!(
+                            "the primary returned an entry without event fields ({}@{}) in the page at {from}; \
+                             is it serving `$all` with embed=body?",
+                            s.revision, s.stream
+                        )))
+                    }
+                }
+            }
+            for e in events.iter_mut() {
+                match self.fetch_data(e, &cancel).await {
+                    Ok(()) => {}
+                    Err(Gave::Cancelled) => return Ok(()),
+                    Err(Gave::Up(err)) => return Err(StageError::Primary(err)),
+                }
+            }
+            let plan = plan::plan(&events, &self.filter)
+                .map_err(|e| StageError::Unexpected(e.to_string()))?;
+            self.shared.set_head(end, at_head);
+            let batch = Batch { plan, end, records };
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                sent = tx.send(batch) => if sent.is_err() { return Ok(()) },
+            }
+            from = end;
+        }
+    }
+
+    /// Fills in the data of a user-stream event that the feed did not carry.
+    async fn fetch_data(
+        &self,
+        e: &mut RecordedEvent,
+        cancel: &CancellationToken,
+    ) -> Result<(), Gave<crate::esdb::Error>> {
+        let StreamKind::User(stream) = classify(&e.stream) else {
+            return Ok(());
+        };
+        if e.data.is_some() || !self.filter.replicates(stream) {
+            return Ok(());
+        }
+        if e.is_json
+            || e.is_redacted
+            || (e.event_type == TOMBSTONE_TYPE && e.revision == StreamRevision::TOMBSTONE)
+        {
+            // `body` omits empty JSON data; redacted data is empty; a tombstone has none.
+            e.data = Some(Default::default());
+            return Ok(());
+        }
+        let (stream, revision) = (e.stream.clone(), e.revision);
+        let found = retry(
+            "read event data",
+            cancel,
+            |err| self.shared.note_retry("reader", err),
+            || self.client.read_record_raw(&stream, revision),
+        )
+        .await?;
+        e.data = Some(match found {
+            Lookup::Found(bytes) => bytes,
+            // Truncated ($tb/$maxCount/$maxAge) or deleted on the primary since: invisible there,
+            // and it will be invisible on the secondary once the same truncation is replicated.
+            Lookup::NotFound | Lookup::Deleted => {
+                tracing::warn!(stream = %stream, %revision, event_id = %e.event_id,
+                    "the data of this non-JSON event is no longer readable on the primary (truncated or deleted); copying it with empty data");
+                Default::default()
+            }
+        });
+        Ok(())
+    }
+}

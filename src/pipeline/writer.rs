@@ -1,0 +1,598 @@
+//! The writer: applies each page's operations to the secondary, then reports the page's end
+//! position as applied.
+//!
+//! Every append carries the source event ids and the exact expected version `number − 1`
+//! (minus the stream's offset, see [`crate::offsets`]), so replaying a page after a crash is a
+//! no-op answered 201 (strong idempotency, contract §5.5). A `400 Wrong expected EventNumber` is
+//! therefore never retried blindly: either the stream is missing on the secondary because the
+//! primary no longer has its first events (the offset rule), or the secondary differs from the
+//! primary, which stops replication with a [`Divergence`] report. Nothing is overwritten.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{self, TryStreamExt};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::plan::{Op, SourceEvent, LINK_TYPE};
+use super::{Applied, Batch, Shared, StageError};
+use crate::config::Ordering;
+use crate::esdb::{self, Client, DeleteMode, DeleteOutcome, EncodeError, EventData, Lookup};
+use crate::offsets::StreamOffsets;
+use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
+use crate::retry::{retry, Gave};
+
+/// Most events in one append request.
+const MAX_APPEND_EVENTS: usize = 500;
+/// Most data + metadata bytes in one append request (the server's limit is 4 MiB per event).
+const MAX_APPEND_BYTES: usize = 2 << 20;
+/// Streams of one page applied at once with `ordering = "stream"`.
+pub const STREAM_CONCURRENCY: usize = 32;
+
+/// The secondary differs from the primary: replication stops, nothing is overwritten.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Divergence {
+    pub stream: String,
+    /// The source event number being applied.
+    pub source_revision: u64,
+    /// The expected version sent to the secondary.
+    pub expected: String,
+    /// The secondary's current version, as it answered.
+    pub current: String,
+    /// Id of the event the primary has at that number.
+    pub primary_event_id: Option<Uuid>,
+    /// Id of the event the secondary has at that number, if any.
+    pub secondary_event_id: Option<Uuid>,
+    pub explanation: String,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "divergence in stream {:?} at source event {}: expected version {}, secondary current version {}",
+            self.stream, self.source_revision, self.expected, self.current
+        )?;
+        if let Some(p) = self.primary_event_id {
+            write!(f, "; primary event {p}")?;
+        }
+        match self.secondary_event_id {
+            Some(s) => write!(f, ", secondary event {s}")?,
+            None => write!(f, ", no such event on the secondary")?,
+        }
+        write!(f, ". {}", self.explanation)
+    }
+}
+
+pub(super) struct Writer {
+    pub client: Client,
+    pub ordering: Ordering,
+    pub offsets: Mutex<StreamOffsets>,
+    pub shared: Arc<Shared>,
+}
+
+/// What one page needs to know while applying an operation.
+struct PageCtx<'a> {
+    hard_deleted: &'a HashSet<String>,
+    cancel: &'a CancellationToken,
+}
+
+impl Writer {
+    /// Applies batches until the channel closes or `stop` fires, reporting each applied page end
+    /// on `applied`. After a barrier page it waits until `persisted` has caught up.
+    ///
+    /// # Cancel safety
+    /// `stop` is checked between batches: the batch in flight is finished. `abort` abandons it
+    /// (shutdown deadline passed); the unfinished page is replayed after the restart.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Batch>,
+        applied: watch::Sender<Applied>,
+        mut persisted: watch::Receiver<Position>,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<(), StageError> {
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(()),
+                b = rx.recv() => match b { Some(b) => b, None => return Ok(()) },
+            };
+            let ctx = PageCtx {
+                hard_deleted: &batch.plan.hard_deleted,
+                cancel: &abort,
+            };
+            match self.apply(&batch.plan.ops, &ctx).await {
+                Ok(()) => {}
+                Err(StageError::Cancelled) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            self.shared.note_applied(&batch);
+            applied.send_replace(Applied {
+                position: batch.end,
+                barrier: batch.plan.barrier,
+            });
+            if batch.plan.barrier {
+                // A delete cannot be replayed blindly: make this page's end durable first.
+                tokio::select! {
+                    _ = abort.cancelled() => return Ok(()),
+                    r = persisted.wait_for(|p| *p >= batch.end) => if r.is_err() { return Ok(()) },
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, ops: &[Op], ctx: &PageCtx<'_>) -> Result<(), StageError> {
+        match self.ordering {
+            Ordering::Global => {
+                for op in ops {
+                    self.apply_op(op, ctx).await?;
+                }
+                Ok(())
+            }
+            Ordering::Stream => {
+                // Per-stream order is kept; streams run concurrently. The page counts as applied
+                // only when every stream is done (the checkpoint is a low-water mark).
+                let mut groups: Vec<(&str, Vec<&Op>)> = Vec::new();
+                let mut index = std::collections::HashMap::new();
+                for op in ops {
+                    let i = *index.entry(op.stream()).or_insert_with(|| {
+                        groups.push((op.stream(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[i].1.push(op);
+                }
+                stream::iter(groups.into_iter().map(Ok))
+                    .try_for_each_concurrent(STREAM_CONCURRENCY, |(_, ops)| async move {
+                        for op in ops {
+                            self.apply_op(op, ctx).await?;
+                        }
+                        Ok(())
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn apply_op(&self, op: &Op, ctx: &PageCtx<'_>) -> Result<(), StageError> {
+        match op {
+            Op::Append { stream, events } => self.append(stream, events, ctx).await,
+            Op::Metadata {
+                stream,
+                event_id,
+                data,
+            } => self.metadata(stream, *event_id, data, ctx).await,
+            Op::SoftDelete {
+                stream,
+                recreated_at,
+            } => self.soft_delete(stream, *recreated_at, ctx).await,
+            Op::HardDelete { stream } => {
+                match self
+                    .call("hard delete", ctx, || {
+                        self.client
+                            .delete_stream(stream, ExpectedVersion::Any, DeleteMode::Hard)
+                    })
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Runs one client call with the retry policy; permanent errors come back as they are.
+    async fn call<T, F, Fut>(&self, what: &str, ctx: &PageCtx<'_>, op: F) -> Result<T, StageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, esdb::Error>>,
+    {
+        match retry(
+            what,
+            ctx.cancel,
+            |e| self.shared.note_retry("writer", e),
+            op,
+        )
+        .await
+        {
+            Ok(v) => Ok(v),
+            Err(Gave::Cancelled) => Err(StageError::Cancelled),
+            Err(Gave::Up(e)) => Err(StageError::Secondary(e)),
+        }
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        events: &[SourceEvent],
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), StageError> {
+        let mut rest = events;
+        while !rest.is_empty() {
+            let mapping = {
+                let offsets = self.offsets.lock().await;
+                let prepared: Vec<(StreamRevision, EventData)> = rest
+                    .iter()
+                    .filter_map(|e| {
+                        offsets
+                            .to_secondary(stream, e.revision)
+                            .map(|r| (r, self.translate_link(&offsets, &e.event)))
+                    })
+                    .collect();
+                prepared
+            };
+            if mapping.is_empty() {
+                // Every event lies before the stream's offset: never replicated by the rule.
+                return Ok(());
+            }
+            let skipped = rest.len() - mapping.len();
+            rest = &rest[skipped..];
+            match self.append_mapped(stream, &mapping, ctx).await {
+                Ok(()) => return Ok(()),
+                Err(AppendFailure::Stage(e)) => return Err(e),
+                Err(AppendFailure::Mismatch {
+                    at,
+                    expected,
+                    current,
+                }) => {
+                    let source = rest[at].revision;
+                    let mut offsets = self.offsets.lock().await;
+                    let gap = current == Some(CurrentVersion::NoStream)
+                        && at == 0
+                        && source > StreamRevision::START
+                        && offsets.get(stream).is_none();
+                    if !gap {
+                        drop(offsets);
+                        return Err(self
+                            .divergence(stream, &rest[at], expected, current, ctx)
+                            .await);
+                    }
+                    // The primary's stream starts at `source` (earlier events truncated and
+                    // scavenged): persist the offset, then append again under it.
+                    tracing::info!(stream, first_event = %source, "stream's first surviving event on the primary is not 0; replicating it with a number offset");
+                    let client = &self.client;
+                    match retry(
+                        "record stream offset",
+                        ctx.cancel,
+                        |e| self.shared.note_retry("writer", e),
+                        || {
+                            let mut o = offsets.clone();
+                            async move { o.record(client, stream, source).await.map(|()| o) }
+                        },
+                    )
+                    .await
+                    {
+                        Ok(updated) => *offsets = updated,
+                        Err(Gave::Cancelled) => return Err(StageError::Cancelled),
+                        Err(Gave::Up(e)) => return Err(StageError::Secondary(e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A user-written link to an event of an offset stream points at the translated number.
+    fn translate_link(&self, offsets: &StreamOffsets, event: &EventData) -> EventData {
+        if event.event_type != LINK_TYPE || offsets.is_empty() {
+            return event.clone();
+        }
+        let parsed = std::str::from_utf8(&event.data).ok().and_then(|t| {
+            let (n, target) = t.split_once('@')?;
+            Some((n.parse::<u64>().ok()?, target))
+        });
+        match parsed.and_then(|(n, target)| {
+            let to = offsets.to_secondary(target, StreamRevision::new(n)?)?;
+            (to.get() != n).then(|| format!("{}@{target}", to.get()))
+        }) {
+            Some(data) => EventData {
+                data: Bytes::from(data),
+                ..event.clone()
+            },
+            None => event.clone(),
+        }
+    }
+
+    /// Appends events already mapped to secondary numbers, in chunks.
+    async fn append_mapped(
+        &self,
+        stream: &str,
+        events: &[(StreamRevision, EventData)],
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), AppendFailure> {
+        let mut i = 0;
+        while i < events.len() {
+            let mut end = i;
+            let mut bytes = 0;
+            while end < events.len()
+                && end - i < MAX_APPEND_EVENTS
+                && (end == i || bytes + size(&events[end].1) <= MAX_APPEND_BYTES)
+            {
+                bytes += size(&events[end].1);
+                end += 1;
+            }
+            let chunk: Vec<EventData> = events[i..end].iter().map(|(_, e)| e.clone()).collect();
+            let expected = expected_before(events[i].0);
+            let result = self
+                .call("append", ctx, || {
+                    self.client.append_events(stream, &chunk, expected)
+                })
+                .await;
+            match result {
+                Ok(_) => {
+                    self.shared.note_events(chunk.len() as u64);
+                    i = end;
+                }
+                Err(StageError::Secondary(esdb::Error::Encode(
+                    EncodeError::NotUtf8 { index, .. } | EncodeError::LooksLikeJson { index, .. },
+                ))) => {
+                    // Events before `index` go in one batch; the one at `index` alone in the
+                    // single-event form that stores its bytes; then continue after it.
+                    if index > 0 {
+                        let head: Vec<(StreamRevision, EventData)> = events[i..i + index].to_vec();
+                        Box::pin(self.append_mapped(stream, &head, ctx))
+                            .await
+                            .map_err(|f| f.shift(i))?;
+                    }
+                    self.append_single(stream, &events[i + index], ctx)
+                        .await
+                        .map_err(|f| f.shift(i + index))?;
+                    i += index + 1;
+                }
+                Err(StageError::Secondary(esdb::Error::WrongExpectedVersion {
+                    expected,
+                    current,
+                    ..
+                })) => {
+                    return Err(AppendFailure::Mismatch {
+                        at: i,
+                        expected,
+                        current,
+                    })
+                }
+                Err(StageError::Secondary(esdb::Error::StreamDeleted { .. }))
+                    if ctx.hard_deleted.contains(stream) =>
+                {
+                    // Replay of a page whose hard delete was already applied.
+                    return Ok(());
+                }
+                Err(e) => return Err(AppendFailure::Stage(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// One event the batch form cannot carry: data that is not UTF-8 goes as
+    /// `application/octet-stream`, JSON-flagged data that is not strict JSON as `application/json`.
+    /// Neither form carries metadata: if the event has some, it is dropped (an HTTP API limit,
+    /// documented in `docs/replication.md`) and logged.
+    async fn append_single(
+        &self,
+        stream: &str,
+        (revision, event): &(StreamRevision, EventData),
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), AppendFailure> {
+        if !event.metadata.is_empty() {
+            self.shared.note_fidelity_loss();
+            tracing::warn!(stream, %revision, event_id = %event.event_id,
+                "this event's data cannot travel in a batch and its single-event form cannot carry metadata; its metadata is not copied (HTTP API limit)");
+        }
+        let expected = expected_before(*revision);
+        let json_form = event.is_json && std::str::from_utf8(&event.data).is_ok();
+        let result = self
+            .call("append single event", ctx, || {
+                let data = event.data.clone();
+                async move {
+                    if json_form {
+                        self.client
+                            .append_json_event(
+                                stream,
+                                event.event_id,
+                                &event.event_type,
+                                data,
+                                expected,
+                            )
+                            .await
+                    } else {
+                        self.client
+                            .append_binary_event(
+                                stream,
+                                event.event_id,
+                                &event.event_type,
+                                data,
+                                expected,
+                            )
+                            .await
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                self.shared.note_events(1);
+                Ok(())
+            }
+            Err(StageError::Secondary(esdb::Error::WrongExpectedVersion {
+                expected,
+                current,
+                ..
+            })) => Err(AppendFailure::Mismatch {
+                at: 0,
+                expected,
+                current,
+            }),
+            Err(StageError::Secondary(esdb::Error::StreamDeleted { .. }))
+                if ctx.hard_deleted.contains(stream) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(AppendFailure::Stage(e)),
+        }
+    }
+
+    async fn metadata(
+        &self,
+        stream: &str,
+        event_id: Uuid,
+        data: &Bytes,
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), StageError> {
+        let data = self.offsets.lock().await.translate_metadata(stream, data);
+        // Expected version Any: the secondary's metastream numbers differ from the primary's
+        // (automatic undelete records, §7). A replay rewrites the same document: harmless.
+        match self
+            .call("write metadata", ctx, || {
+                self.client.write_stream_metadata(
+                    stream,
+                    event_id,
+                    data.clone(),
+                    ExpectedVersion::Any,
+                )
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StageError::Secondary(esdb::Error::StreamDeleted { .. }))
+                if ctx.hard_deleted.contains(stream) =>
+            {
+                Ok(())
+            }
+            Err(StageError::Secondary(esdb::Error::Encode(e))) => {
+                tracing::warn!(stream, %event_id, error = %e, "stream metadata that is not a JSON document is not replicated");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn soft_delete(
+        &self,
+        stream: &str,
+        recreated_at: Option<StreamRevision>,
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), StageError> {
+        // When this page recreates the stream, delete only at the number it had before: on a
+        // replay the stream is already past it, and the 400 says "done and superseded".
+        let expected = {
+            let offsets = self.offsets.lock().await;
+            recreated_at
+                .and_then(|r| offsets.to_secondary(stream, r))
+                .map_or(ExpectedVersion::Any, expected_before)
+        };
+        match self.call("soft delete", ctx, || self.client.delete_stream(stream, expected, DeleteMode::Soft)).await {
+            Ok(DeleteOutcome::Deleted | DeleteOutcome::StreamNotFound) => Ok(()),
+            Ok(DeleteOutcome::AlreadyHardDeleted) if ctx.hard_deleted.contains(stream) => Ok(()),
+            Ok(DeleteOutcome::AlreadyHardDeleted) => Err(StageError::Divergence(Box::new(Divergence {
+                stream: stream.to_string(),
+                source_revision: 0,
+                expected: expected.to_string(),
+                current: "hard-deleted".into(),
+                primary_event_id: None,
+                secondary_event_id: None,
+                explanation: "the primary soft-deletes this stream but it is hard-deleted on the secondary: something else deleted it there".into(),
+            }))),
+            // Exact: the stream is already past the delete (replay). Any: 21.10+ refuses to
+            // soft-delete a stream with neither events nor metadata; there is nothing to delete.
+            Err(StageError::Secondary(esdb::Error::WrongExpectedVersion { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Builds the divergence report for a refused append: what the secondary has at that number.
+    async fn divergence(
+        &self,
+        stream: &str,
+        source: &SourceEvent,
+        expected: ExpectedVersion,
+        current: Option<CurrentVersion>,
+        ctx: &PageCtx<'_>,
+    ) -> StageError {
+        let at = match expected {
+            ExpectedVersion::Exact(r) => r.next(),
+            _ => Some(StreamRevision::START),
+        };
+        let mut theirs = None;
+        if let Some(at) = at {
+            if let Ok(Lookup::Found(entry)) = self
+                .call("read secondary event", ctx, || {
+                    self.client.read_event_entry(
+                        stream,
+                        crate::esdb::StreamFrom::Revision(at),
+                        crate::esdb::Embed::Rich,
+                    )
+                })
+                .await
+            {
+                theirs = entry.as_event().map(|e| e.event_id);
+            }
+        }
+        let behind = matches!((expected, current), (ExpectedVersion::Exact(e), Some(CurrentVersion::Revision(c))) if c < e)
+            || matches!(
+                (expected, current),
+                (ExpectedVersion::Exact(_), Some(CurrentVersion::NoStream))
+            );
+        let explanation = if behind {
+            "the secondary stream is behind: events the primary had before this one are missing there. Either they were \
+             written elsewhere and removed, or the primary scavenged them before they were replicated. Compare both sides \
+             with `standby verify`; do not write to the secondary"
+        } else {
+            "the secondary stream holds events the primary does not have at these numbers: something other than standby \
+             wrote to it, or it was restored from another source. Nothing was overwritten. Compare both sides with \
+             `standby verify`, then rebuild the secondary or reconcile the stream by hand"
+        };
+        StageError::Divergence(Box::new(Divergence {
+            stream: stream.to_string(),
+            source_revision: source.revision.get(),
+            expected: expected.to_string(),
+            current: current.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
+            primary_event_id: Some(source.event.event_id),
+            secondary_event_id: theirs,
+            explanation: explanation.to_string(),
+        }))
+    }
+}
+
+/// Why an append did not go through.
+enum AppendFailure {
+    Stage(StageError),
+    /// 400 Wrong expected EventNumber for the event at index `at` of the mapped events.
+    Mismatch {
+        at: usize,
+        expected: ExpectedVersion,
+        current: Option<CurrentVersion>,
+    },
+}
+
+impl AppendFailure {
+    fn shift(self, by: usize) -> AppendFailure {
+        match self {
+            AppendFailure::Mismatch {
+                at,
+                expected,
+                current,
+            } => AppendFailure::Mismatch {
+                at: at + by,
+                expected,
+                current,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Expected version for appending at secondary number `at`.
+fn expected_before(at: StreamRevision) -> ExpectedVersion {
+    match at.previous() {
+        Some(prev) => ExpectedVersion::Exact(prev),
+        None => ExpectedVersion::NoStream,
+    }
+}
+
+fn size(e: &EventData) -> usize {
+    e.data.len() + e.metadata.len() + e.event_type.len() + 64
+}
