@@ -513,6 +513,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid_and_names_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/standby.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Config::from_parts(&path, &text, std::iter::empty()).expect("config/standby.toml is valid");
+        for (key, _) in KEYS {
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                text.lines().any(|l| l
+                    .trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{leaf} ="))),
+                "config/standby.toml does not mention {key}"
+            );
+        }
+    }
+
+    #[test]
     fn whole_stream_filters() {
         let r = ReplicationConfig {
             include: vec!["order-*".into(), "customer".into()],

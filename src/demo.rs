@@ -98,7 +98,8 @@ pub struct WorkloadStats {
     pub hard_deletes: u64,
 }
 
-/// Writes a mixed workload of about `events` events over `streams` streams: JSON events with
+/// Writes a mixed workload of about `events` events over `streams` streams named
+/// `{prefix}-{n}` (and user link streams `{prefix}links-{n}`): JSON events with
 /// metadata in batches, binary and empty events, user link events, stream metadata, soft deletes
 /// (streams recreated by later writes) and hard deletes. Bounded by `events`; stops early when
 /// `cancel` fires.
@@ -107,6 +108,7 @@ pub struct WorkloadStats {
 /// Client errors from the primary.
 pub async fn workload(
     client: &Client,
+    prefix: &str,
     events: u64,
     streams: u64,
     seed: u64,
@@ -122,7 +124,7 @@ pub async fn workload(
         if tombstoned.contains(&n) {
             continue;
         }
-        let stream = format!("demo-{n}");
+        let stream = format!("{prefix}-{n}");
         match rng.below(100) {
             0..=69 => {
                 let count = 1 + rng.below(5);
@@ -261,6 +263,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<u8
     let mut last_print = Instant::now();
     let stats = workload(
         &primary,
+        "demo",
         options.events,
         options.streams,
         0x5eed,

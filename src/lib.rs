@@ -34,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod esdb;
 pub mod exit;
+pub mod fidelity;
 pub mod offsets;
 pub mod pipeline;
 pub mod position;

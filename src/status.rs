@@ -164,13 +164,7 @@ pub struct SecondaryStatus {
 pub async fn status(config: &Config, primary: &Client, secondary: &Client) -> StatusReport {
     let checkpoint = read_checkpoint(&config.checkpoint.path);
     let primary_status = primary_head(primary).await;
-    let lag = lag(
-        primary,
-        &config.replication,
-        &checkpoint,
-        &primary_status,
-    )
-    .await;
+    let lag = lag(primary, &config.replication, &checkpoint, &primary_status).await;
     let secondary = secondary_role(secondary).await;
     StatusReport {
         checkpoint,
@@ -340,17 +334,16 @@ async fn lag(
 
     match count_records(primary, filter, from).await {
         Ok(events) => lag.events = Some(events),
-        Err(e) => lag
-            .notes
-            .push(format!("cannot count the records after the checkpoint: {e}")),
+        Err(e) => lag.notes.push(format!(
+            "cannot count the records after the checkpoint: {e}"
+        )),
     }
 
     lag.seconds = match lag.events {
         Some(events) if events.records == 0 => Some(0.0),
         _ if from == Position::START => {
-            lag.notes.push(
-                "nothing replicated yet, so the lag in seconds is undefined".to_owned(),
-            );
+            lag.notes
+                .push("nothing replicated yet, so the lag in seconds is undefined".to_owned());
             None
         }
         _ => match last_timestamp_before(primary, from).await {
@@ -360,7 +353,12 @@ async fn lag(
                 .and_then(parse_timestamp)
                 .zip(parse_timestamp(&applied))
                 .map(|(newest, applied)| (newest - applied).max(0.0)),
-            Ok(None) => None,
+            Ok(None) => {
+                lag.notes.push(format!(
+                    "no event found before {from} on the primary, so the lag in seconds is unknown"
+                ));
+                None
+            }
             Err(e) => {
                 lag.notes.push(format!(
                     "cannot read the last replicated event's timestamp: {e}"
@@ -385,7 +383,9 @@ async fn count_records(
         at_least: false,
     };
     loop {
-        let page = primary.read_all_forward(from, LAG_PAGE_SIZE, &options).await?;
+        let page = primary
+            .read_all_forward(from, LAG_PAGE_SIZE, &options)
+            .await?;
         lag.records += page.entries.len() as u64;
         lag.replicated += page
             .entries
@@ -628,7 +628,11 @@ impl fmt::Display for StatusReport {
             writeln!(f, "            note: {note}")?;
         }
         // Secondary.
-        write!(f, "secondary   {}  role: {}", self.secondary.url, self.secondary.role)?;
+        write!(
+            f,
+            "secondary   {}  role: {}",
+            self.secondary.url, self.secondary.role
+        )?;
         if let Some(epoch) = self.secondary.control.as_ref().and_then(|c| c.epoch) {
             write!(f, ", epoch {epoch}")?;
         }
@@ -664,7 +668,13 @@ mod tests {
             parse_timestamp("2013-07-01T11:43:21Z")
         );
         assert!(parse_timestamp("0001-01-01T00:00:00Z").is_some());
-        for bad in ["", "yesterday", "2013-13-01T00:00:00Z", "2013-07-01", "2013-07-01T25:00:00Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2013-13-01T00:00:00Z",
+            "2013-07-01",
+            "2013-07-01T25:00:00Z",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
     }
@@ -678,10 +688,15 @@ mod tests {
             Some(Position::new(0x2F7F, 0x2F7F).unwrap())
         );
         assert_eq!(
-            position_in_link("http://n/streams/%24all/00000000000000000000000000000000/forward/1?embed=body"),
+            position_in_link(
+                "http://n/streams/%24all/00000000000000000000000000000000/forward/1?embed=body"
+            ),
             Some(Position::START)
         );
-        assert_eq!(position_in_link("http://n/streams/%24all/head/backward/1"), None);
+        assert_eq!(
+            position_in_link("http://n/streams/%24all/head/backward/1"),
+            None
+        );
     }
 
     #[test]
@@ -723,7 +738,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(tmp.exists(), "status must not delete the replicator's tmp file");
+        assert!(
+            tmp.exists(),
+            "status must not delete the replicator's tmp file"
+        );
 
         std::fs::write(&path, b"garbage").unwrap();
         match read_checkpoint(&path) {

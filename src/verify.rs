@@ -343,22 +343,32 @@ pub enum DifferenceKind {
     /// Different event metadata.
     Metadata(PayloadDifference),
     /// The stream reads differently (exists / 404 / 410).
+    ///
+    /// Serialized as `primary_state`/`secondary_state` (the difference's `primary`/`secondary`
+    /// keys name events).
     State {
         /// State on the primary.
+        #[serde(rename = "primary_state")]
         primary: StreamState,
         /// State on the secondary.
+        #[serde(rename = "secondary_state")]
         secondary: StreamState,
     },
     /// The current stream metadata documents differ (`None` = the metadata read answered 404/410).
+    ///
+    /// Serialized as `primary_metadata`/`secondary_metadata`.
     StreamMetadata {
         /// The primary's document, `$tb` translated for an offset stream.
+        #[serde(rename = "primary_metadata")]
         primary: Option<Value>,
         /// The secondary's document.
+        #[serde(rename = "secondary_metadata")]
         secondary: Option<Value>,
     },
     /// A user stream exists on the secondary that the primary does not have or does not replicate.
     ExtraStream {
-        /// State of the stream on the secondary.
+        /// State of the stream on the secondary (serialized as `secondary_state`).
+        #[serde(rename = "secondary_state")]
         secondary: StreamState,
     },
 }
@@ -388,7 +398,11 @@ impl Difference {
     }
 }
 
-fn side_event(f: &mut fmt::Formatter<'_>, side: &str, event: &Option<EventIdentity>) -> fmt::Result {
+fn side_event(
+    f: &mut fmt::Formatter<'_>,
+    side: &str,
+    event: &Option<EventIdentity>,
+) -> fmt::Result {
     match event {
         Some(event) => write!(f, "; {side}: {event}"),
         None => Ok(()),
@@ -407,9 +421,10 @@ impl fmt::Display for Difference {
                 f,
                 "stream {stream:?}: the secondary has an event the primary does not have"
             )?,
-            DifferenceKind::EventId => {
-                write!(f, "stream {stream:?}: different event ids at the same number")?
-            }
+            DifferenceKind::EventId => write!(
+                f,
+                "stream {stream:?}: different event ids at the same number"
+            )?,
             DifferenceKind::EventType => write!(f, "stream {stream:?}: different event types")?,
             DifferenceKind::Data(d) => write!(f, "stream {stream:?}: different data ({d})")?,
             DifferenceKind::Metadata(d) => {
@@ -590,9 +605,12 @@ pub async fn verify_with(
     options: &VerifyOptions,
     progress: impl FnMut(VerifyProgress),
 ) -> Result<VerifyReport, VerifyError> {
-    let offsets = with_retry(&options.retry, Side::Secondary, "load stream offsets", || {
-        StreamOffsets::load(secondary)
-    })
+    let offsets = with_retry(
+        &options.retry,
+        Side::Secondary,
+        "load stream offsets",
+        || StreamOffsets::load(secondary),
+    )
     .await?;
     let mut verifier = Verifier {
         primary,
@@ -731,8 +749,12 @@ impl<'a> Cursor<'a> {
     ) -> Result<Lookup<StreamPage>, VerifyError> {
         let read_options = stream_read_options();
         with_retry(&options.retry, self.side, "read stream", || {
-            self.client
-                .read_stream_forward(self.stream, from, options.stream_page_size, &read_options)
+            self.client.read_stream_forward(
+                self.stream,
+                from,
+                options.stream_page_size,
+                &read_options,
+            )
         })
         .await
     }
@@ -926,7 +948,8 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
             }));
         }
         // Not replicated: nothing of it may be visible on the secondary.
-        let (state, _) = Cursor::open(self.secondary, Side::Secondary, stream, self.options).await?;
+        let (state, _) =
+            Cursor::open(self.secondary, Side::Secondary, stream, self.options).await?;
         let metadata = self.stream_metadata(Side::Secondary, stream).await?;
         if state != StreamState::NotFound || matches!(metadata, Lookup::Found(_)) {
             return Ok(Some(Difference::stream_level(
@@ -992,12 +1015,7 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
             };
             self.report.events_compared += 1;
             let expected = self.offsets.to_secondary(stream, pe.revision());
-            let pair = || {
-                (
-                    Some(EventIdentity::of(pe)),
-                    Some(EventIdentity::of(se)),
-                )
-            };
+            let pair = || (Some(EventIdentity::of(pe)), Some(EventIdentity::of(se)));
             match expected.map(|n| n.cmp(&se.revision())) {
                 // Before the stream's offset (never replicated), or the secondary skipped it.
                 None | Some(std::cmp::Ordering::Less) => {
@@ -1175,7 +1193,10 @@ mod tests {
     fn payloads_compare_bytes_then_json() {
         assert!(matches!(compare_payload(b"", b""), PayloadMatch::Bytes));
         assert!(matches!(
-            compare_payload(br#"{"a":1,"b":[1,2]}"#, b"{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}"),
+            compare_payload(
+                br#"{"a":1,"b":[1,2]}"#,
+                b"{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}"
+            ),
             PayloadMatch::Json
         ));
         // Key order does not matter for JSON values.
@@ -1248,7 +1269,13 @@ mod tests {
             .await;
         assert_eq!(calls, 1);
         let err = result.unwrap_err();
-        assert!(matches!(err, VerifyError::Read { side: Side::Primary, .. }));
+        assert!(matches!(
+            err,
+            VerifyError::Read {
+                side: Side::Primary,
+                ..
+            }
+        ));
         assert!(!err.is_transient() && !err.is_unreachable());
     }
 
@@ -1289,6 +1316,8 @@ mod tests {
         );
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(json["kind"], "state");
-        assert_eq!(json["primary"], "not_found");
+        assert_eq!(json["primary_state"], "not_found");
+        assert_eq!(json["secondary_state"], "exists");
+        assert_eq!(json["primary"], Value::Null);
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Batch {
     pub end: Position,
     /// Source records in the page, replicated or not.
     pub records: usize,
+    /// Events of the page the HTTP API cannot copy exactly; recorded before the page is applied.
+    pub losses: Vec<crate::fidelity::LossRecord>,
 }
 
 /// Why a stage stopped.

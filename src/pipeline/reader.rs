@@ -17,6 +17,7 @@ use super::plan::{self, classify, StreamKind, TOMBSTONE_TYPE};
 use super::{Batch, Shared, StageError};
 use crate::config::ReplicationConfig;
 use crate::esdb::{Client, Embed, Entry, Lookup, PageSize, ReadOptions, RecordedEvent};
+use crate::fidelity::{LossKind, LossRecord};
 use crate::position::{Position, StreamRevision};
 use crate::retry::{retry, Gave};
 
@@ -69,6 +70,7 @@ impl Reader {
                 continue;
             };
             let mut events = Vec::with_capacity(records);
+            let mut losses = Vec::new();
             for entry in page.entries {
                 match entry {
                     Entry::Event(e) => events.push(e),
@@ -82,7 +84,7 @@ impl Reader {
                 }
             }
             for e in events.iter_mut() {
-                match self.fetch_data(e, &cancel).await {
+                match self.fetch_data(e, from, &mut losses, &cancel).await {
                     Ok(()) => {}
                     Err(Gave::Cancelled) => return Ok(()),
                     Err(Gave::Up(err)) => return Err(StageError::Primary(err)),
@@ -91,7 +93,12 @@ impl Reader {
             let plan = plan::plan(&events, &self.filter)
                 .map_err(|e| StageError::Unexpected(e.to_string()))?;
             self.shared.set_head(end, at_head);
-            let batch = Batch { plan, end, records };
+            let batch = Batch {
+                plan,
+                end,
+                records,
+                losses,
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 sent = tx.send(batch) => if sent.is_err() { return Ok(()) },
@@ -101,9 +108,17 @@ impl Reader {
     }
 
     /// Fills in the data of a user-stream event that the feed did not carry.
+    ///
+    /// The raw read respects the stream's visibility, so it fails for an event that is hidden
+    /// right now (soft-deleted or truncated stream) — yet a later metadata write can make it
+    /// visible again, so it must be copied with its data. The fallback is the same `$all` page
+    /// read with `embed=tryharder`, which includes non-JSON data as UTF-8 text for every record
+    /// (§3.7): exact for valid UTF-8, lossy (U+FFFD) otherwise, which is counted and logged.
     async fn fetch_data(
         &self,
         e: &mut RecordedEvent,
+        page_start: Position,
+        losses: &mut Vec<LossRecord>,
         cancel: &CancellationToken,
     ) -> Result<(), Gave<crate::esdb::Error>> {
         let StreamKind::User(stream) = classify(&e.stream) else {
@@ -130,14 +145,66 @@ impl Reader {
         .await?;
         e.data = Some(match found {
             Lookup::Found(bytes) => bytes,
-            // Truncated ($tb/$maxCount/$maxAge) or deleted on the primary since: invisible there,
-            // and it will be invisible on the secondary once the same truncation is replicated.
             Lookup::NotFound | Lookup::Deleted => {
-                tracing::warn!(stream = %stream, %revision, event_id = %e.event_id,
-                    "the data of this non-JSON event is no longer readable on the primary (truncated or deleted); copying it with empty data");
-                Default::default()
+                let (data, lossy) = self.data_from_all(e, page_start, cancel).await?;
+                if lossy {
+                    losses.push(LossRecord {
+                        stream: e.stream.clone(),
+                        revision: e.revision.get(),
+                        event_id: e.event_id,
+                        kind: LossKind::DataFromFeedText,
+                    });
+                }
+                data
             }
         });
         Ok(())
+    }
+
+    /// The data of a hidden non-JSON event, from the `$all` page read with `embed=tryharder`.
+    async fn data_from_all(
+        &self,
+        e: &RecordedEvent,
+        page_start: Position,
+        cancel: &CancellationToken,
+    ) -> Result<(bytes::Bytes, bool), Gave<crate::esdb::Error>> {
+        let options = ReadOptions {
+            embed: Embed::TryHarder,
+            long_poll: None,
+            resolve_link_tos: Some(false),
+        };
+        let page = retry(
+            "read $all (tryharder)",
+            cancel,
+            |err| self.shared.note_retry("reader", err),
+            || {
+                self.client
+                    .read_all_forward(page_start, self.page_size, &options)
+            },
+        )
+        .await?;
+        let text = page
+            .entries
+            .iter()
+            .filter_map(Entry::as_event)
+            .find(|x| x.event_id == e.event_id && x.stream == e.stream)
+            .and_then(|x| x.data.clone());
+        match text {
+            Some(data) => {
+                let lossy = std::str::from_utf8(&data).is_ok_and(|t| t.contains('\u{FFFD}'));
+                if lossy {
+                    self.shared.note_fidelity_loss();
+                    tracing::warn!(stream = %e.stream, revision = %e.revision, event_id = %e.event_id,
+                        "this non-JSON event is hidden on the primary (deleted or truncated) and its data is not valid UTF-8; copied from the $all feed, where invalid bytes read as U+FFFD (HTTP API limit)");
+                }
+                Ok((data, lossy))
+            }
+            None => {
+                // Scavenged between the two reads: gone from the primary for good.
+                tracing::warn!(stream = %e.stream, revision = %e.revision, event_id = %e.event_id,
+                    "this non-JSON event was removed from the primary while being read; copying it with empty data");
+                Ok((bytes::Bytes::new(), false))
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ use super::plan::{Op, SourceEvent, LINK_TYPE};
 use super::{Applied, Batch, Shared, StageError};
 use crate::config::Ordering;
 use crate::esdb::{self, Client, DeleteMode, DeleteOutcome, EncodeError, EventData, Lookup};
+use crate::fidelity::{self, LossKind, LossRecord};
 use crate::offsets::StreamOffsets;
 use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 use crate::retry::{retry, Gave};
@@ -107,6 +108,19 @@ impl Writer {
                 hard_deleted: &batch.plan.hard_deleted,
                 cancel: &abort,
             };
+            if !batch.losses.is_empty() {
+                // Recorded before the events, so `verify` never sees an unexplained lossy copy.
+                match self
+                    .call("record lossy copies", &ctx, || {
+                        fidelity::record(&self.client, &batch.losses)
+                    })
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StageError::Cancelled) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
             match self.apply(&batch.plan.ops, &ctx).await {
                 Ok(()) => {}
                 Err(StageError::Cancelled) => return Ok(()),
@@ -381,6 +395,17 @@ impl Writer {
             self.shared.note_fidelity_loss();
             tracing::warn!(stream, %revision, event_id = %event.event_id,
                 "this event's data cannot travel in a batch and its single-event form cannot carry metadata; its metadata is not copied (HTTP API limit)");
+            let loss = [LossRecord {
+                stream: stream.to_string(),
+                revision: revision.get(),
+                event_id: event.event_id,
+                kind: LossKind::MetadataDropped,
+            }];
+            self.call("record a lossy copy", ctx, || {
+                fidelity::record(&self.client, &loss)
+            })
+            .await
+            .map_err(AppendFailure::Stage)?;
         }
         let expected = expected_before(*revision);
         let json_form = event.is_json && std::str::from_utf8(&event.data).is_ok();

@@ -34,3 +34,51 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("http client")
 }
+
+/// Two dev nodes on disk, a checkpoint path and a configuration pointing at them.
+pub async fn clusters(ordering: standby::config::Ordering) -> standby::demo::DemoClusters {
+    standby::demo::start_clusters(ordering)
+        .await
+        .expect("dev nodes start")
+}
+
+/// An admin client for a dev node.
+pub fn admin_client(url: &str) -> standby::esdb::Client {
+    let config = standby::esdb::ClientConfig::new(reqwest::Url::parse(url).unwrap())
+        .with_credentials(standby::esdb::Credentials::new("admin", "changeit"));
+    standby::esdb::Client::new(config).unwrap()
+}
+
+/// Runs `verify` between the two sides of `config` and returns the report.
+pub async fn verify(config: &standby::config::Config) -> standby::verify::VerifyReport {
+    let (primary, secondary) = standby::pipeline::clients(config).unwrap();
+    standby::verify::verify(&primary, &secondary, &config.replication, |_| {})
+        .await
+        .expect("verify runs")
+}
+
+/// Waits until `shared` reports the primary's current head as applied (the pipeline publishes
+/// the positions it reads and applies; this waits on them, not on time).
+pub async fn wait_applied_to_head(
+    shared: &standby::pipeline::Shared,
+    primary: &standby::esdb::Client,
+    run: &tokio::task::JoinHandle<Result<standby::pipeline::Summary, standby::pipeline::RunError>>,
+) {
+    let head = standby::demo::primary_head(primary).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let p = shared.snapshot();
+        if p.positions
+            .applied
+            .is_some_and(|a| a.commit() >= head.commit())
+        {
+            return;
+        }
+        assert!(!run.is_finished(), "replication stopped before catching up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not caught up after 300 s: {p:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -2,13 +2,14 @@
 //! contain `$`, `@`, spaces) and maps requests onto the storage core.
 //!
 //! * `router` – request context, authentication, dispatch on the decoded path.
-//! * `read` / `write` / `node` – handlers for reads (§3, §4), writes and deletes (§5), node
-//!   endpoints (§9).
+//! * `read` / `write` / `node` / `admin` – handlers for reads (§3, §4), writes and deletes (§5),
+//!   node endpoints (§9) and `POST /admin/scavenge`.
 //! * [`wire`] – profile switches (header names, media types, ETag hashes) and negotiation (§2.3).
 //! * [`feed`] – Atom-JSON rendering with the server's property order and null policy (§2.4).
 //! * [`append`] – request-body parsing (§5.1).
 //! * [`reply`] – responses with custom reason phrases (§2.2).
 
+mod admin;
 pub mod append;
 pub mod feed;
 mod node;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{NodeConfig, User};
-use crate::store::Store;
+use crate::store::{ScavengeOutcome, Store, StoreError};
 use crate::Error;
 use wire::Wire;
 
@@ -104,6 +105,13 @@ impl Node {
     /// Simulates the in-memory event-id cache being lost (restart / leader change, §5.5).
     pub fn clear_idempotency_cache(&self) {
         self.app.store.clear_idempotency_cache();
+    }
+
+    /// Scavenges synchronously, exactly as `POST /admin/scavenge` does for this node's profile
+    /// (see [`crate::store::scavenge`]). Blocks the calling thread for the duration.
+    pub fn scavenge(&self) -> Result<ScavengeOutcome, StoreError> {
+        let opts = admin::options_for(self.app.wire.profile, self.addr.to_string());
+        self.app.store.scavenge(&opts)
     }
 
     /// The storage core (for in-process inspection by tests).

@@ -11,7 +11,9 @@ use super::wire;
 /// Default page size (`AtomSpecs.FeedPageSize`).
 const PAGE: usize = 20;
 use crate::store::acl;
-use crate::store::{AllSlice, EventRead, Operation, StreamRead, StreamSlice, TfPos, MAX_PAGE_SIZE};
+use crate::store::{
+    AllSlice, EventRead, Operation, ReaderVersion, StreamRead, StreamSlice, TfPos, MAX_PAGE_SIZE,
+};
 
 fn parse_event_number(s: &str) -> Result<Option<i64>, Reply> {
     if s == "head" {
@@ -287,25 +289,33 @@ pub(super) async fn stream_forward(
     let etag_n = ctx.etag_number(media);
     // Subscribed before the first read so a racing commit is not missed.
     let mut rx = long_poll.map(|_| store.subscribe());
-    let read = |store: &crate::store::Store| -> (bool, StreamRead) {
+    let reader = if ctx.wire().is_v5() {
+        ReaderVersion::V5
+    } else {
+        ReaderVersion::V20Plus
+    };
+    // Also returns the last event number the answer is based on.
+    let read = |store: &crate::store::Store| -> (bool, StreamRead, i64) {
         let last = store.last_event_number(&target);
         if etag_n == Some(last) {
-            return (true, StreamRead::NoStream);
+            return (true, StreamRead::NoStream, last);
         }
         (
             false,
-            store.read_stream_forward(&target, from, count, resolve),
+            store.read_stream_forward(&target, from, count, resolve, reader),
+            last,
         )
     };
     // Captured before the read so a commit racing with it still wakes the poll.
     let before = store.last_event_number(&target);
-    let (mut not_modified, mut result) = read(&store);
-    let parks = |nm: bool, r: &StreamRead| {
-        nm || matches!(r, StreamRead::NoStream)
-            || matches!(r, StreamRead::Ok(s) if s.is_end_of_stream && s.events.is_empty())
-    };
+    let (mut not_modified, mut result, last) = read(&store);
+    // `StorageReaderWorker.Handle(ReadStreamEventsForward)`: a success, no-stream or not-modified
+    // answer is parked when the requested number is past the last event (`FromEventNumber >
+    // LastEventNumber`), not merely when the page is empty: a page emptied by `$maxAge` or `$tb`
+    // below the last event answers at once.
+    let parks = |r: &StreamRead, last: i64| !matches!(r, StreamRead::Deleted) && from > last;
     if let (Some(timeout), Some(rx)) = (long_poll, rx.as_mut()) {
-        if parks(not_modified, &result) {
+        if parks(&result, last) {
             // Park until this stream changes, the timeout expires or the node stops; then answer
             // with a fresh read (§3.5 / §4.3).
             let deadline = tokio::time::Instant::now() + timeout;
@@ -320,7 +330,7 @@ pub(super) async fn stream_forward(
                     }
                 }
             }
-            (not_modified, result) = read(&store);
+            (not_modified, result, _) = read(&store);
         }
     }
     if not_modified {

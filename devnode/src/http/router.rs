@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 use super::feed::{Embed, Renderer};
 use super::reply::{bad_request, no_route, Reply};
 use super::wire::{self, Wire};
-use super::{node, read, write, App};
+use super::{admin, node, read, write, App};
 use crate::store::acl::{self, Principal, Right};
 use crate::store::Operation;
 
@@ -352,6 +352,12 @@ async fn route(ctx: &mut Ctx, body: Body) -> Reply {
         ["ping"] => return node::ping(ctx),
         ["info"] => return node::info(ctx),
         ["gossip"] => return node::gossip(ctx),
+        ["admin", "scavenge"] => {
+            return match ctx.method {
+                Method::POST => admin::scavenge(ctx).await,
+                _ => method_not_allowed("POST, OPTIONS"),
+            };
+        }
         ["streams", ..] if raw.len() >= 2 => {}
         _ => return no_route(),
     }

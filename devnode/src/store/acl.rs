@@ -164,6 +164,8 @@ impl Principal {
 
 pub const ALL_ROLE: &str = "$all";
 pub const ADMINS_ROLE: &str = "$admins";
+/// `SystemRoles.Operations`: may scavenge (and shut down) without being an admin.
+pub const OPS_ROLE: &str = "$ops";
 
 /// Names starting with `$` are system streams (§6).
 pub fn is_system_stream(stream: &str) -> bool {

@@ -15,6 +15,13 @@
 //!
 //! Opening a log scans it from the start and truncates everything from the first record that is
 //! incomplete or fails its checksum (a torn write at the tail after a crash).
+//!
+//! Scavenging ([`LogFile::rewrite`]) is the only write that is not an append: it rewrites a
+//! removed record's frame in place, same offset and length, with [`FLAG_SCAVENGED`] set, data and
+//! metadata zero-filled and a fresh checksum, so every `$all` position stays where it was. A frame
+//! that fails its checksum but is structurally intact and followed by a valid record can only be
+//! such a rewrite torn by a power loss (appends only ever tear the tail), so opening takes it as
+//! removed and repairs it instead of truncating the log there.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -37,6 +44,9 @@ const MAX_PAYLOAD: u32 = 256 * 1024 * 1024;
 pub const FLAG_JSON: u8 = 1;
 /// Record flag: hard-delete tombstone (`PrepareFlags.StreamDelete`).
 pub const FLAG_TOMBSTONE: u8 = 2;
+/// Record flag: removed by a scavenge. The frame keeps its place (so positions do not move), its
+/// stream, number and id (so event numbering survives a restart), but no data; every read skips it.
+pub const FLAG_SCAVENGED: u8 = 4;
 
 /// One event as stored in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +75,10 @@ impl Record {
     }
     pub fn is_tombstone(&self) -> bool {
         self.flags & FLAG_TOMBSTONE != 0
+    }
+    /// Physically removed by a scavenge: invisible to every read, `$all` included.
+    pub fn is_removed(&self) -> bool {
+        self.flags & FLAG_SCAVENGED != 0
     }
 }
 
@@ -133,6 +147,34 @@ pub fn encode(r: &NewRecord, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// The frame a scavenge writes over a removed record: same fields and lengths, [`FLAG_SCAVENGED`]
+/// set, data and metadata zero-filled, fresh checksum. Same length as the original frame.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_removed(
+    stream: &str,
+    number: i64,
+    event_id: Uuid,
+    event_type: &str,
+    flags: u8,
+    timestamp: i64,
+    data_len: usize,
+    meta_len: usize,
+) -> Result<Vec<u8>, EncodeError> {
+    let r = NewRecord {
+        stream: stream.into(),
+        number,
+        event_id,
+        event_type: event_type.into(),
+        flags: flags | FLAG_SCAVENGED,
+        timestamp,
+        data: Bytes::from(vec![0u8; data_len]),
+        metadata: Bytes::from(vec![0u8; meta_len]),
+    };
+    let mut out = Vec::new();
+    encode(&r, &mut out)?;
+    Ok(out)
+}
+
 /// A decoded record whose byte fields are slices of the scanned file buffer (no copies).
 pub struct Decoded {
     pub len: u32,
@@ -148,6 +190,16 @@ pub struct Decoded {
 
 /// Decodes the record starting at `buf[at..]`; `None` when it is incomplete or corrupt.
 pub fn decode(buf: &Bytes, at: usize) -> Option<Decoded> {
+    decode_frame(buf, at, true)
+}
+
+/// Like [`decode`] but ignoring the checksum: the frame's structure (lengths, version, UTF-8
+/// names) must still be intact. Used to recognise torn in-place scavenge rewrites.
+fn decode_lenient(buf: &Bytes, at: usize) -> Option<Decoded> {
+    decode_frame(buf, at, false)
+}
+
+fn decode_frame(buf: &Bytes, at: usize, check_crc: bool) -> Option<Decoded> {
     let rest = buf.get(at..)?;
     let payload_len = u32::from_le_bytes(rest.get(0..4)?.try_into().ok()?);
     if payload_len > MAX_PAYLOAD || (payload_len as usize) < FIXED_PAYLOAD {
@@ -157,7 +209,7 @@ pub fn decode(buf: &Bytes, at: usize) -> Option<Decoded> {
     let frame = rest.get(..total)?;
     let payload = &frame[4..4 + payload_len as usize];
     let crc = u32::from_le_bytes(frame[total - 4..].try_into().ok()?);
-    if crc32c::crc32c(payload) != crc {
+    if check_crc && crc32c::crc32c(payload) != crc {
         return None;
     }
     let mut c = Cursor { b: payload, i: 0 };
@@ -223,6 +275,8 @@ pub struct Opened {
     pub records: Vec<Decoded>,
     pub end: u64,
     pub truncated_bytes: u64,
+    /// Torn scavenge rewrites found in the middle of the log, taken as removed and repaired.
+    pub repaired: usize,
 }
 
 impl LogFile {
@@ -240,28 +294,85 @@ impl LogFile {
         file.read_to_end(&mut raw)?;
         let buf = Bytes::from(raw);
         let mut records = Vec::new();
+        // Frames with a bad checksum but an intact structure, not yet followed by a valid one.
+        let mut suspects: Vec<(usize, Decoded)> = Vec::new();
+        let mut repairs: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut at = 0usize;
         while at < buf.len() {
-            match decode(&buf, at) {
-                Some(d) => {
-                    at += d.len as usize;
-                    records.push(d);
+            if let Some(d) = decode(&buf, at) {
+                // A valid record after suspects: they were torn in-place scavenge rewrites.
+                for (pos, mut s) in suspects.drain(..) {
+                    let frame = encode_removed(
+                        &s.stream,
+                        s.number,
+                        s.event_id,
+                        &s.event_type,
+                        s.flags,
+                        s.timestamp,
+                        s.data.len(),
+                        s.metadata.len(),
+                    )
+                    .map_err(io::Error::other)?;
+                    if frame.len() != s.len as usize {
+                        return Err(io::Error::other("repaired frame changed length"));
+                    }
+                    s.flags |= FLAG_SCAVENGED;
+                    s.data = Bytes::new();
+                    s.metadata = Bytes::new();
+                    repairs.push((pos, frame));
+                    records.push(s);
                 }
-                None => break,
+                at += d.len as usize;
+                records.push(d);
+            } else if let Some(d) = decode_lenient(&buf, at) {
+                let len = d.len as usize;
+                suspects.push((at, d));
+                at += len;
+            } else {
+                break;
             }
+        }
+        if let Some((first, _)) = suspects.first() {
+            // Not followed by a valid record: a torn tail after all.
+            at = *first;
         }
         let truncated_bytes = (buf.len() - at) as u64;
         if truncated_bytes > 0 {
             file.set_len(at as u64)?;
             file.sync_all()?;
         }
-        file.seek(SeekFrom::Start(at as u64))?;
+        let repaired = repairs.len();
+        let mut log = LogFile { file, path, fsync };
+        for (pos, frame) in &repairs {
+            log.rewrite(*pos as u64, frame)?;
+        }
+        if repaired > 0 {
+            log.file.sync_all()?;
+        }
+        log.file.seek(SeekFrom::Start(at as u64))?;
         Ok(Opened {
-            file: LogFile { file, path, fsync },
+            file: log,
             records,
             end: at as u64,
             truncated_bytes,
+            repaired,
         })
+    }
+
+    /// Overwrites the frame at `at` (a scavenge marking a record removed) without moving the
+    /// append cursor. The caller keeps the length unchanged; [`LogFile::sync_if_configured`]
+    /// makes a batch of rewrites durable.
+    pub fn rewrite(&mut self, at: u64, bytes: &[u8]) -> io::Result<()> {
+        write_all_at(&self.file, at, bytes)
+    }
+
+    /// fsync when the node runs with `--fsync` (after a batch of [`LogFile::rewrite`]s).
+    pub fn sync_if_configured(&mut self) -> io::Result<()> {
+        if self.fsync {
+            self.file.sync_data()
+        } else {
+            Ok(())
+        }
     }
 
     /// Writes already-framed records at `at` (the current end). On failure the file is cut back
@@ -289,6 +400,21 @@ impl LogFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, at)
+}
+
+#[cfg(not(unix))]
+fn write_all_at(mut file: &File, at: u64, bytes: &[u8]) -> io::Result<()> {
+    let back = file.stream_position()?;
+    file.seek(SeekFrom::Start(at))?;
+    let res = file.write_all(bytes);
+    file.seek(SeekFrom::Start(back))?;
+    res
 }
 
 #[cfg(test)]
@@ -353,5 +479,43 @@ mod tests {
             std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(),
             good as u64
         );
+    }
+
+    #[test]
+    fn torn_scavenge_rewrite_is_repaired_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (rec("a", 0, b"one"), rec("a", 1, b"two"));
+        let mut bytes = Vec::new();
+        encode(&a, &mut bytes).unwrap();
+        let first = bytes.len();
+        encode(&b, &mut bytes).unwrap();
+        // Half of the rewrite of record 0 reached the disk: data zeroed, old checksum.
+        let removed = encode_removed("a", 0, a.event_id, "t", a.flags, 42, 3, 1).unwrap();
+        assert_eq!(removed.len(), first);
+        let mut torn = bytes.clone();
+        torn[..first - 4].copy_from_slice(&removed[..first - 4]);
+        std::fs::write(dir.path().join(LOG_FILE), &torn).unwrap();
+        let opened = LogFile::open(dir.path(), false).unwrap();
+        assert_eq!(opened.records.len(), 2);
+        assert_eq!(opened.repaired, 1);
+        assert_eq!(opened.truncated_bytes, 0);
+        assert!(opened.records[0].flags & FLAG_SCAVENGED != 0);
+        assert_eq!(&opened.records[1].data[..], b"two");
+        drop(opened);
+        // Repaired on disk: the next open finds a valid scavenged frame.
+        assert_eq!(
+            std::fs::read(dir.path().join(LOG_FILE)).unwrap()[..first],
+            removed[..]
+        );
+
+        // The same damage on the last record is a torn tail: cut off.
+        let mut tail = bytes.clone();
+        let removed_b = encode_removed("a", 1, b.event_id, "t", b.flags, 42, 3, 1).unwrap();
+        tail[first..first + 10].copy_from_slice(&removed_b[..10]);
+        tail[first + 20] ^= 0xff;
+        std::fs::write(dir.path().join(LOG_FILE), &tail).unwrap();
+        let opened = LogFile::open(dir.path(), false).unwrap();
+        assert_eq!(opened.records.len(), 1);
+        assert_eq!(opened.end, first as u64);
     }
 }

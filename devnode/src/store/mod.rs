@@ -4,10 +4,13 @@
 //! * stream index and event numbers, `$all` reads by log position (§3.2–§3.4),
 //! * expected-version and strong/weak idempotency decisions (§5.2, §5.5),
 //! * soft/hard deletes with the automatic "undelete" metadata follow-ups (§5.7),
-//! * stream metadata, `$settings` and ACL evaluation (§8, see [`acl`]).
+//! * stream metadata, `$settings` and ACL evaluation (§8, see [`acl`]),
+//! * stream reads truncated by `$tb`/`$maxCount`/`$maxAge` (`IndexReader`, §4.3),
+//! * scavenging ([`Store::scavenge`], see [`scavenge`]).
 
 pub mod acl;
 pub mod log;
+pub mod scavenge;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -20,6 +23,7 @@ use uuid::Uuid;
 use crate::config::Storage;
 use acl::{Principal, Right, StreamMetadata, SystemSettings};
 use log::{LogFile, NewRecord, Record, FLAG_JSON, FLAG_TOMBSTONE};
+pub use scavenge::{ScavengeOptions, ScavengeOutcome};
 
 pub use log::Record as StoredRecord;
 
@@ -294,10 +298,18 @@ impl Store {
                     "truncated an incomplete or corrupt tail of the log"
                 );
             }
+            if opened.repaired > 0 {
+                tracing::warn!(
+                    path = %opened.file.path().display(),
+                    records = opened.repaired,
+                    "repaired records whose scavenge rewrite was torn; they stay removed"
+                );
+            }
             let mut pos = 0u64;
             for d in opened.records {
                 let stream = state.intern_stream(&d.stream);
                 let event_type = state.intern_type(&d.event_type);
+                let removed = d.flags & log::FLAG_SCAVENGED != 0;
                 let rec = Record {
                     pos,
                     len: d.len,
@@ -307,8 +319,9 @@ impl Store {
                     event_type,
                     flags: d.flags,
                     timestamp: d.timestamp,
-                    data: d.data,
-                    metadata: d.metadata,
+                    // A scavenged frame's data is zero-filled; keep nothing of it in memory.
+                    data: if removed { Bytes::new() } else { d.data },
+                    metadata: if removed { Bytes::new() } else { d.metadata },
                 };
                 pos += d.len as u64;
                 state.index(rec);
@@ -448,6 +461,29 @@ impl Store {
         expected: i64,
         events: Vec<ProposedEvent>,
     ) -> Result<AppendResult, StoreError> {
+        self.append_at(stream, expected, events, now_ticks())
+    }
+
+    /// [`Store::append`] with an explicit creation time (100 ns ticks since the Unix epoch) for
+    /// the new events and any metadata follow-up. A test hook: the HTTP API cannot set
+    /// timestamps, so this is how tests get events old enough for `$maxAge` without sleeping.
+    pub fn append_with_timestamp(
+        &self,
+        stream: &str,
+        expected: i64,
+        events: Vec<ProposedEvent>,
+        timestamp: i64,
+    ) -> Result<AppendResult, StoreError> {
+        self.append_at(stream, expected, events, timestamp)
+    }
+
+    fn append_at(
+        &self,
+        stream: &str,
+        expected: i64,
+        events: Vec<ProposedEvent>,
+        now: i64,
+    ) -> Result<AppendResult, StoreError> {
         let mut st = self.write();
         let cur = st.last_event_number(stream);
         if cur == DELETED_STREAM {
@@ -467,7 +503,6 @@ impl Store {
             Decision::Deleted => return Ok(AppendResult::StreamDeleted),
         }
 
-        let now = now_ticks();
         let first = cur + 1;
         let stream_arc = st.intern_stream(stream);
         let mut batch = Vec::with_capacity(events.len() + 1);
@@ -583,13 +618,19 @@ impl Store {
         Ok(DeleteResult::Deleted)
     }
 
-    /// Forward stream read from `from`, up to `count` events (IndexReader semantics, §4.2).
+    /// Forward stream read from `from`, up to `count` events (`IndexReader.ReadStreamEventsForward`,
+    /// §4.2/§4.3). Events below `$tb` / outside the last `$maxCount` are skipped by clamping the
+    /// range, events older than `$maxAge` and scavenged events are left out of it. A range that
+    /// lies wholly below the truncation point answers an empty slice that is *not* the end of the
+    /// stream (so the feed still links onwards). `reader` selects the `$maxAge` algorithm of the
+    /// server generation (see [`ReaderVersion`]).
     pub fn read_stream_forward(
         &self,
         stream: &str,
         from: i64,
         count: usize,
         resolve: bool,
+        reader: ReaderVersion,
     ) -> StreamRead {
         let st = self.read();
         let last = st.last_event_number(stream);
@@ -609,22 +650,26 @@ impl Store {
             is_end_of_stream: true,
             metadata: meta.clone(),
         };
-        if from > last {
-            return StreamRead::Ok(slice);
-        }
         let end = from.saturating_add(count_i - 1);
         let min = st.min_event_number(&meta, last);
         if end < min {
+            // Checked before "past the end", as the server does: not the end of the stream.
             slice.is_end_of_stream = false;
             return StreamRead::Ok(slice);
         }
         let start = from.max(min);
-        let stop = end.min(last);
+        if start > last {
+            return StreamRead::Ok(slice);
+        }
         let entry = &st.streams[stream];
         let cutoff = max_age_cutoff(&meta);
-        for n in start..=stop {
+        if reader == ReaderVersion::V20Plus && meta.max_age.is_some() {
+            st.forward_with_max_age(entry, &mut slice, start, end, cutoff, resolve);
+            return StreamRead::Ok(slice);
+        }
+        for n in start..=end.min(last) {
             let rec = &st.records[entry.events[n as usize] as usize];
-            if rec.timestamp < cutoff {
+            if rec.is_removed() || rec.timestamp < cutoff {
                 continue;
             }
             slice.events.push(st.resolve(rec, resolve));
@@ -633,7 +678,8 @@ impl Store {
         StreamRead::Ok(slice)
     }
 
-    /// Backward stream read from `from` (`None` = head), up to `count` events.
+    /// Backward stream read from `from` (`None` = head), up to `count` events
+    /// (`IndexReader.ReadStreamEventsBackward`, identical in 5.0.12 … KurrentDB 25).
     pub fn read_stream_backward(
         &self,
         stream: &str,
@@ -650,35 +696,43 @@ impl Store {
         if last < 0 || meta.is_soft_deleted() {
             return StreamRead::NoStream;
         }
-        let from = from.unwrap_or(last);
+        let end = from.unwrap_or(last);
         let mut slice = StreamSlice {
             events: Vec::new(),
-            from,
+            from: end,
             max_count: count,
             last_event_number: last,
             is_end_of_stream: false,
             metadata: meta.clone(),
         };
-        let mut start = (from - count as i64 + 1).max(0);
+        let mut start = end.saturating_sub(count as i64 - 1).max(0);
         let min = st.min_event_number(&meta, last);
-        if from < min {
+        if end < min {
+            // The server answers this case with the *requested* number (−1 for a head read),
+            // so a head read of a wholly truncated stream links `previous` to 0.
+            slice.from = from.unwrap_or(-1);
             slice.is_end_of_stream = true;
             return StreamRead::Ok(slice);
         }
+        let mut end_of_stream = false;
         if start <= min {
-            slice.is_end_of_stream = true;
+            end_of_stream = true;
             start = min;
         }
         let entry = &st.streams[stream];
         let cutoff = max_age_cutoff(&meta);
-        let mut n = from.min(last);
+        let mut n = end.min(last);
         while n >= start {
             let rec = &st.records[entry.events[n as usize] as usize];
-            if rec.timestamp >= cutoff {
+            if !rec.is_removed() && rec.timestamp >= cutoff {
                 slice.events.push(st.resolve(rec, resolve));
             }
             n -= 1;
         }
+        // A page whose oldest slot is missing ($maxAge, scavenged) also ends the stream.
+        let oldest = slice.events.last().map(|e| e.original().number);
+        slice.is_end_of_stream =
+            end_of_stream || start == 0 || (start <= last && oldest != Some(start));
         StreamRead::Ok(slice)
     }
 
@@ -707,10 +761,12 @@ impl Store {
             max_count: count,
             last_commit: st.records.last().map_or(-1, |r| r.pos as i64),
         };
-        if let Some(first) = st.records.get(start) {
+        // Scavenged records are gone from `$all`; the others keep their positions.
+        let live = || st.records[start..].iter().filter(|r| !r.is_removed());
+        if let Some(first) = live().next() {
             slice.prev = TfPos::new(first.pos as i64, first.pos as i64);
         }
-        for rec in &st.records[start..] {
+        for rec in live() {
             if slice.events.len() >= count {
                 break;
             }
@@ -741,7 +797,7 @@ impl Store {
             .records
             .partition_point(|r| (r.post() as i64) <= pos.commit);
         let mut first = true;
-        for rec in st.records[..upto].iter().rev() {
+        for rec in st.records[..upto].iter().rev().filter(|r| !r.is_removed()) {
             if slice.events.len() >= count {
                 break;
             }
@@ -759,6 +815,16 @@ impl Store {
     }
 }
 
+/// Which `IndexReader` a forward stream read imitates. They differ only for streams with `$maxAge`:
+/// 5.0.12 filters the requested range by age; 20.6+ (`ForStreamWithMaxAge`, same in KurrentDB 25)
+/// jumps over a range that has no index entries left (scavenged) to the next surviving event and
+/// reports the end of the stream when every event, the last one included, has expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderVersion {
+    V5,
+    V20Plus,
+}
+
 enum Decision {
     Write,
     Idempotent(i64),
@@ -774,6 +840,60 @@ fn max_age_cutoff(meta: &StreamMetadata) -> i64 {
 }
 
 impl State {
+    /// `IndexReader.ForStreamWithMaxAge` (oss-v20.10.6, v25.0.0) for `[start, end]`, both already
+    /// clamped by `$tb`/`$maxCount`, `start <= last`. Timestamps are taken as ascending within a
+    /// stream, so the server's binary search over expired events reduces to its outcomes.
+    fn forward_with_max_age(
+        &self,
+        entry: &StreamEntry,
+        slice: &mut StreamSlice,
+        start: i64,
+        end: i64,
+        cutoff: i64,
+        resolve: bool,
+    ) {
+        let last = slice.last_event_number;
+        let live = |n: i64| {
+            let r = &self.records[entry.events[n as usize] as usize];
+            (!r.is_removed()).then_some(r)
+        };
+        let (mut start, mut end) = (start, end);
+        if !(start..=end.min(last)).any(|n| live(n).is_some()) {
+            // No index entries left in the range (scavenged): continue at the next one.
+            match (start..=last).find(|&n| live(n).is_some()) {
+                Some(next) => {
+                    start = next;
+                    end = next.saturating_add(slice.max_count as i64 - 1);
+                }
+                None => {
+                    slice.is_end_of_stream = false;
+                    return;
+                }
+            }
+        }
+        // Newest first, stopping at the first expired event.
+        let mut got = Vec::new();
+        for n in (start..=end.min(last)).rev() {
+            let Some(rec) = live(n) else { continue };
+            if rec.timestamp < cutoff {
+                break;
+            }
+            got.push(rec);
+        }
+        if !got.is_empty() {
+            slice.events = got
+                .into_iter()
+                .rev()
+                .map(|r| self.resolve(r, resolve))
+                .collect();
+            slice.is_end_of_stream = end >= last;
+            return;
+        }
+        // Nothing readable here: the end of the stream if even the last event has expired.
+        let last_expired = live(last).is_none_or(|r| r.timestamp < cutoff);
+        slice.is_end_of_stream = last_expired || last < slice.from;
+    }
+
     fn intern_stream(&mut self, name: &str) -> Arc<str> {
         if let Some((k, _)) = self.streams.get_key_value(name) {
             return k.clone();
@@ -801,14 +921,16 @@ impl State {
         if rec.is_tombstone() {
             entry.tombstone = Some(idx);
         } else if rec.number >= 0 && rec.number as usize == entry.events.len() {
+            // A scavenged record keeps its event number (so numbering and the last event number
+            // survive), but its data is gone: it never becomes the metadata or the settings.
             entry.events.push(idx);
-            if is_meta {
+            if is_meta && !rec.is_removed() {
                 entry.meta = Some(Arc::new(StreamMetadata::parse(rec.is_json(), &rec.data)));
             }
         } else {
             tracing::warn!(stream = %stream, number = rec.number, "record out of sequence; not indexed");
         }
-        if &*stream == SETTINGS_STREAM && !rec.is_tombstone() {
+        if &*stream == SETTINGS_STREAM && !rec.is_tombstone() && !rec.is_removed() {
             // §8: the last `$settings` event, whatever its type, is in force from the next request.
             self.settings = Arc::new(SystemSettings::parse(&rec.data));
         }
@@ -915,7 +1037,9 @@ impl State {
     fn event_id_at(&self, stream: &str, number: i64) -> Option<Uuid> {
         let e = self.streams.get(stream)?;
         let idx = *e.events.get(usize::try_from(number).ok()?)?;
-        Some(self.records[idx as usize].event_id)
+        // A scavenged event is gone from the index: `ReadPrepare` finds nothing (§5.5).
+        let rec = &self.records[idx as usize];
+        (!rec.is_removed()).then_some(rec.event_id)
     }
 
     /// `IndexWriter.CheckCommit` (§5.5).
@@ -1004,7 +1128,7 @@ impl State {
             return EventRead::NoStream;
         };
         let rec = &self.records[entry.events[n as usize] as usize];
-        if rec.timestamp < max_age_cutoff(&meta) {
+        if rec.is_removed() || rec.timestamp < max_age_cutoff(&meta) {
             return EventRead::NotFound;
         }
         EventRead::Ok {
@@ -1122,13 +1246,13 @@ mod tests {
             DeleteResult::Deleted
         );
         assert!(matches!(
-            s.read_stream_forward("x", 0, 10, true),
+            s.read_stream_forward("x", 0, 10, true, ReaderVersion::V5),
             StreamRead::NoStream
         ));
         let r = s.append("x", -1, vec![ev(Uuid::new_v4())]).unwrap();
         assert_eq!(r, AppendResult::Written { first: 1, last: 1 });
         assert_eq!(s.stream_metadata("x").truncate_before, Some(1));
-        match s.read_stream_forward("x", 0, 10, true) {
+        match s.read_stream_forward("x", 0, 10, true, ReaderVersion::V5) {
             StreamRead::Ok(sl) => {
                 assert_eq!(sl.events.len(), 1);
                 assert_eq!(sl.events[0].original().number, 1);
@@ -1217,5 +1341,279 @@ mod tests {
             s.read_event("$$x", None, false),
             EventRead::NoMetadata
         ));
+    }
+
+    fn meta(s: &Store, stream: &str, json: &str) {
+        let e = ProposedEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "$metadata".into(),
+            is_json: true,
+            data: Bytes::copy_from_slice(json.as_bytes()),
+            metadata: Bytes::new(),
+        };
+        let r = s.append(&format!("$${stream}"), -2, vec![e]).unwrap();
+        assert!(matches!(r, AppendResult::Written { .. }), "{r:?}");
+    }
+
+    fn numbers(r: &StreamRead) -> (Vec<i64>, bool, i64) {
+        match r {
+            StreamRead::Ok(sl) => (
+                sl.events.iter().map(|e| e.original().number).collect(),
+                sl.is_end_of_stream,
+                sl.from,
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn all_titles(s: &Store) -> Vec<(String, i64, u64)> {
+        s.read_all_forward(TfPos::new(0, 0), MAX_PAGE_SIZE, false)
+            .events
+            .iter()
+            .map(|e| {
+                let r = e.original();
+                (r.stream.to_string(), r.number, r.pos)
+            })
+            .collect()
+    }
+
+    /// `IndexReader.ReadStreamEventsForward/Backward@oss-v5.0.12` on a `$maxCount` stream.
+    #[test]
+    fn truncated_stream_reads() {
+        let s = mem();
+        for _ in 0..5 {
+            s.append("t", -2, vec![ev(Uuid::new_v4())]).unwrap();
+        }
+        meta(&s, "t", r#"{"$maxCount":2}"#);
+        let v5 = ReaderVersion::V5;
+        // Forward from 0 skips to the first visible event; the page reaches the end.
+        assert_eq!(
+            numbers(&s.read_stream_forward("t", 0, 20, false, v5)),
+            (vec![3, 4], true, 0)
+        );
+        // A range wholly below the truncation point: empty but not the end.
+        assert_eq!(
+            numbers(&s.read_stream_forward("t", 0, 2, false, v5)),
+            (vec![], false, 0)
+        );
+        assert_eq!(
+            numbers(&s.read_stream_forward("t", 2, 2, false, v5)),
+            (vec![3], false, 2)
+        );
+        // Backward from head stops at the truncation point.
+        assert_eq!(
+            numbers(&s.read_stream_backward("t", None, 20, false)),
+            (vec![4, 3], true, 4)
+        );
+        assert_eq!(
+            numbers(&s.read_stream_backward("t", Some(4), 1, false)),
+            (vec![4], false, 4)
+        );
+        assert_eq!(
+            numbers(&s.read_stream_backward("t", Some(1), 5, false)),
+            (vec![], true, 1)
+        );
+        assert!(matches!(
+            s.read_event("t", Some(2), false),
+            EventRead::NotFound
+        ));
+        assert!(matches!(
+            s.read_event("t", Some(3), false),
+            EventRead::Ok { .. }
+        ));
+        // `$tb` beyond the last event: a head read answers with the requested number −1.
+        meta(&s, "t", r#"{"$tb":10}"#);
+        assert_eq!(
+            numbers(&s.read_stream_backward("t", None, 20, false)),
+            (vec![], true, -1)
+        );
+        // … and a forward range below `$tb` is not the end, even past the last event.
+        assert_eq!(
+            numbers(&s.read_stream_forward("t", 6, 2, false, v5)),
+            (vec![], false, 6)
+        );
+        assert!(matches!(
+            s.read_event("t", None, false),
+            EventRead::NotFound
+        ));
+    }
+
+    #[test]
+    fn max_age_reads_and_scavenge() {
+        let s = mem();
+        let hour_ago = now_ticks() - 3600 * 10_000_000;
+        for _ in 0..3 {
+            s.append_with_timestamp("a", -2, vec![ev(Uuid::new_v4())], hour_ago)
+                .unwrap();
+        }
+        s.append("a", -2, vec![ev(Uuid::new_v4())]).unwrap();
+        s.append("a", -2, vec![ev(Uuid::new_v4())]).unwrap();
+        meta(&s, "a", r#"{"$maxAge":60}"#);
+        for r in [ReaderVersion::V5, ReaderVersion::V20Plus] {
+            assert_eq!(
+                numbers(&s.read_stream_forward("a", 0, 20, false, r)),
+                (vec![3, 4], true, 0)
+            );
+            assert_eq!(
+                numbers(&s.read_stream_forward("a", 0, 2, false, r)),
+                (vec![], false, 0)
+            );
+        }
+        // A backward page whose oldest slot expired is the end of the stream.
+        assert_eq!(
+            numbers(&s.read_stream_backward("a", None, 3, false)),
+            (vec![4, 3], true, 4)
+        );
+        assert!(matches!(
+            s.read_event("a", Some(1), false),
+            EventRead::NotFound
+        ));
+
+        let out = s.scavenge(&ScavengeOptions::default()).unwrap();
+        assert_eq!(out.removed, 3);
+        let titles = all_titles(&s);
+        assert!(!titles.iter().any(|(st, n, _)| st == "a" && *n < 3));
+        // 5.0.12 reads the (now empty) range and links on; 20.6+ jumps over the scavenged gap.
+        assert_eq!(
+            numbers(&s.read_stream_forward("a", 0, 2, false, ReaderVersion::V5)),
+            (vec![], false, 0)
+        );
+        assert_eq!(
+            numbers(&s.read_stream_forward("a", 0, 2, false, ReaderVersion::V20Plus)),
+            (vec![3, 4], true, 0)
+        );
+
+        // Everything expired: the last event stays (physically), invisible to reads.
+        let b_old = now_ticks() - 7200 * 10_000_000;
+        for _ in 0..3 {
+            s.append_with_timestamp("b", -2, vec![ev(Uuid::new_v4())], b_old)
+                .unwrap();
+        }
+        meta(&s, "b", r#"{"$maxAge":60}"#);
+        assert_eq!(
+            numbers(&s.read_stream_forward("b", 0, 1, false, ReaderVersion::V5)),
+            (vec![], false, 0)
+        );
+        assert_eq!(
+            numbers(&s.read_stream_forward("b", 0, 1, false, ReaderVersion::V20Plus)),
+            (vec![], true, 0)
+        );
+        s.scavenge(&ScavengeOptions::default()).unwrap();
+        let b: Vec<i64> = all_titles(&s)
+            .into_iter()
+            .filter(|(st, _, _)| st == "b")
+            .map(|(_, n, _)| n)
+            .collect();
+        assert_eq!(b, vec![2]);
+        assert_eq!(s.last_event_number("b"), 2);
+    }
+
+    #[test]
+    fn scavenge_rules_and_positions() {
+        let s = mem();
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        s.append("soft", -1, ids.iter().map(|&i| ev(i)).collect())
+            .unwrap();
+        s.append("hard", -1, vec![ev(Uuid::new_v4()), ev(Uuid::new_v4())])
+            .unwrap();
+        meta(&s, "hard", r#"{"k":1}"#);
+        s.append("plain", -1, vec![ev(Uuid::new_v4()), ev(Uuid::new_v4())])
+            .unwrap();
+        meta(&s, "plain", r#"{"k":1}"#);
+        meta(&s, "plain", r#"{"k":2}"#);
+        s.delete("soft", -2, false, true).unwrap();
+        s.delete("hard", -2, true, true).unwrap();
+        let before = all_titles(&s);
+        s.scavenge(&ScavengeOptions::default()).unwrap();
+        let after: Vec<(String, i64, u64)> = all_titles(&s)
+            .into_iter()
+            .filter(|(st, _, _)| !st.starts_with("$scaveng") && !st.starts_with("$$$scaveng"))
+            .collect();
+        let kept = |st: &str, n: i64| after.iter().any(|(a, b, _)| a == st && *b == n);
+        // Soft-deleted: only the last event; its metastream: only the last record.
+        assert!(!kept("soft", 0) && !kept("soft", 1) && kept("soft", 2));
+        assert!(kept("$$soft", 0));
+        // Hard-deleted: only the tombstone; the metastream goes entirely.
+        assert!(!kept("hard", 0) && !kept("hard", 1) && kept("hard", DELETED_STREAM));
+        assert!(!after.iter().any(|(a, _, _)| a == "$$hard"));
+        // No truncation: every event stays; old metadata goes.
+        assert!(kept("plain", 0) && kept("plain", 1));
+        assert!(!kept("$$plain", 0) && kept("$$plain", 1));
+        // Survivors keep their positions.
+        for rec in &after {
+            assert!(before.contains(rec), "{rec:?} moved");
+        }
+        // The last event number survives: recreating the soft-deleted stream continues at 3.
+        assert_eq!(s.last_event_number("soft"), 2);
+        assert_eq!(
+            s.append("soft", 2, vec![ev(Uuid::new_v4())]).unwrap(),
+            AppendResult::Written { first: 3, last: 3 }
+        );
+        // The id cache still knows the scavenged events (lost on restart, §5.5) …
+        assert_eq!(
+            s.append("soft", -1, vec![ev(ids[0])]).unwrap(),
+            AppendResult::Idempotent { first: 0 }
+        );
+        // … the index does not.
+        s.clear_idempotency_cache();
+        assert_eq!(
+            s.append("soft", -1, vec![ev(ids[0])]).unwrap(),
+            AppendResult::WrongExpectedVersion { current: 3 }
+        );
+        assert_eq!(
+            s.append("soft", 1, vec![ev(ids[2])]).unwrap(),
+            AppendResult::Idempotent { first: 2 }
+        );
+    }
+
+    #[test]
+    fn scavenge_persists_and_matches_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::Dir(dir.path().to_owned());
+        let snapshot = |s: &Store| {
+            let all = all_titles(s);
+            let reads: Vec<_> = ["m", "$$m"]
+                .iter()
+                .map(|st| numbers(&s.read_stream_forward(st, 0, 50, false, ReaderVersion::V5)))
+                .collect();
+            (
+                all,
+                reads,
+                s.last_event_number("m"),
+                s.stream_metadata("m"),
+                s.end(),
+            )
+        };
+        let (state, log_len) = {
+            let s = Store::open(&storage, true).unwrap();
+            let data = |t: &str| ProposedEvent {
+                data: Bytes::from(format!("{{\"secret\":\"{t}\"}}")),
+                ..ev(Uuid::new_v4())
+            };
+            for i in 0..4 {
+                s.append("m", -2, vec![data(&format!("MARKER-{i}"))])
+                    .unwrap();
+            }
+            meta(&s, "m", r#"{"$maxCount":1}"#);
+            meta(&s, "m", r#"{"$maxCount":2}"#);
+            let out = s.scavenge(&ScavengeOptions::default()).unwrap();
+            assert_eq!(out.removed, 3, "events 0, 1 and the first metadata");
+            assert!(out.scavenge_point.is_some());
+            let snap = snapshot(&s);
+            s.close().unwrap();
+            (
+                snap,
+                std::fs::metadata(dir.path().join(log::LOG_FILE))
+                    .unwrap()
+                    .len(),
+            )
+        };
+        let raw = std::fs::read(dir.path().join(log::LOG_FILE)).unwrap();
+        assert_eq!(raw.len() as u64, log_len);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains("MARKER-0") && !text.contains("MARKER-1"));
+        assert!(text.contains("MARKER-2") && text.contains("MARKER-3"));
+        let s = Store::open(&storage, false).unwrap();
+        assert_eq!(snapshot(&s), state);
     }
 }

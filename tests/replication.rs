@@ -1,0 +1,209 @@
+//! End-to-end replication between two in-process dev nodes: a live mixed workload replicated in
+//! both orderings, both clusters restarted mid-run, and a foreign write into the secondary.
+
+mod common;
+
+use std::sync::Arc;
+
+use standby::config::Ordering;
+use standby::pipeline::{self, Shared};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use common::{admin_client, clusters, verify, wait_applied_to_head};
+
+/// 50k events over 500 streams with metadata, soft deletes, tombstones, user link events, binary
+/// and empty events, written while replication runs, end equal.
+async fn mixed_workload_is_mirrored(ordering: Ordering) {
+    let c = clusters(ordering).await;
+    let primary = admin_client(&c.primary.url());
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
+    };
+    let stats = standby::demo::workload(
+        &primary,
+        "mixed",
+        50_000,
+        500,
+        7,
+        &CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(stats.binary > 0 && stats.empty > 0 && stats.links > 0 && stats.metadata > 0);
+    assert!(
+        stats.soft_deletes > 0 && stats.hard_deletes > 0,
+        "{stats:?}"
+    );
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    run.await.unwrap().expect("replication stops cleanly");
+
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{ordering:?}: {report}");
+    assert!(report.events_compared > 40_000, "{report}");
+    assert!(
+        report.json_equivalent_events == 0,
+        "data written as batches is stored identically: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_workload_is_mirrored_in_global_order() {
+    mixed_workload_is_mirrored(Ordering::Global).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_workload_is_mirrored_in_stream_order() {
+    mixed_workload_is_mirrored(Ordering::Stream).await;
+}
+
+/// The primary is restarted mid-run, then the secondary; replication resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_resumes_after_either_cluster_restarts() {
+    let mut c = clusters(Ordering::Global).await;
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
+    };
+    let none = CancellationToken::new();
+    for round in 0..2 {
+        let primary = admin_client(&c.primary.url());
+        standby::demo::workload(
+            &primary,
+            &format!("before{round}"),
+            3_000,
+            50,
+            11 + round,
+            &none,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let before = shared.snapshot().events_written;
+        // Restart one side on the same directory and address while the replicator runs.
+        let (dir, node) = if round == 0 {
+            ("primary", &mut c.primary)
+        } else {
+            ("secondary", &mut c.secondary)
+        };
+        let addr = node.addr();
+        let stopped = std::mem::replace(
+            node,
+            devnode::Node::start(devnode::NodeConfig::memory())
+                .await
+                .unwrap(),
+        );
+        stopped.stop().await;
+        let restarted =
+            devnode::Node::start(devnode::NodeConfig::on_disk(c.dir.path().join(dir)).http(addr))
+                .await
+                .unwrap();
+        std::mem::replace(node, restarted).stop().await;
+        let primary = admin_client(&c.primary.url());
+        standby::demo::workload(
+            &primary,
+            &format!("after{round}"),
+            3_000,
+            50,
+            21 + round,
+            &none,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        wait_applied_to_head(&shared, &primary, &run).await;
+        assert!(
+            shared.snapshot().events_written > before,
+            "round {round}: replication went on"
+        );
+    }
+    stop.cancel();
+    run.await.unwrap().expect("clean stop");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+}
+
+/// A write into a secondary stream by someone else halts replication with the divergence report
+/// and exit code 4; nothing on the secondary is overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_write_halts_with_a_divergence_report() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    let ev = |ty: &str| standby::esdb::EventData::json(Uuid::new_v4(), ty, r#"{"a":1}"#);
+    primary
+        .append_events(
+            "order-1",
+            &[ev("Placed"), ev("Paid")],
+            standby::position::ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+
+    let shared = Arc::new(Shared::default());
+    let run = {
+        let (config, shared) = (c.config.clone(), shared.clone());
+        tokio::spawn(async move { pipeline::run(&config, CancellationToken::new(), shared).await })
+    };
+    wait_applied_to_head(&shared, &primary, &run).await;
+
+    let foreign = ev("Forged");
+    secondary
+        .append_events(
+            "order-1",
+            std::slice::from_ref(&foreign),
+            standby::position::ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let shipped = ev("Shipped");
+    primary
+        .append_events(
+            "order-1",
+            std::slice::from_ref(&shipped),
+            standby::position::ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+
+    let err = run.await.unwrap().expect_err("replication halts");
+    assert_eq!(err.exit_code(), standby::exit::DIVERGENCE, "{err}");
+    match &err {
+        pipeline::RunError::Divergence(d) => {
+            assert_eq!(d.stream, "order-1");
+            assert_eq!(d.source_revision, 2);
+            assert_eq!(d.primary_event_id, Some(shipped.event_id));
+            assert_eq!(d.secondary_event_id, Some(foreign.event_id), "{d}");
+            assert!(d.current.contains('2'), "{d}");
+        }
+        other => panic!("expected a divergence, got {other}"),
+    }
+    // The foreign event is still there and the primary's event was not written over it.
+    let report = verify(&c.config).await;
+    assert!(!report.equal);
+    let page = secondary
+        .read_stream_forward(
+            "order-1",
+            standby::position::StreamRevision::START,
+            standby::esdb::PageSize::new(10).unwrap(),
+            &standby::esdb::ReadOptions::embed(standby::esdb::Embed::Rich),
+        )
+        .await
+        .unwrap()
+        .found()
+        .unwrap();
+    let ids: Vec<Uuid> = page
+        .entries
+        .iter()
+        .map(|e| e.as_event().unwrap().event_id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[2], foreign.event_id);
+}
