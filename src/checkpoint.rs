@@ -128,6 +128,23 @@ impl CheckpointStore {
         ))
     }
 
+    /// Reads the checkpoint at `path` without opening the store: no leftover temporary file is
+    /// removed, so it is safe while a replicator owns the file (`status` uses it). A missing file
+    /// is `Ok(None)`.
+    ///
+    /// # Errors
+    /// As [`CheckpointStore::open`].
+    pub fn read(path: &Path) -> Result<Option<Checkpoint>, Error> {
+        match fs::read(path) {
+            Ok(bytes) => decode(path, &bytes).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+
     /// The file this store writes.
     pub fn path(&self) -> &Path {
         &self.path

@@ -324,7 +324,19 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<u8
     Ok(code)
 }
 
+/// Verifies the two sides and prints the report.
 async fn verify_step(clusters: &DemoClusters) -> Result<u8, String> {
-    let _ = clusters;
-    Ok(crate::exit::OK)
+    println!("  verifying the secondary against the primary");
+    let (primary, secondary) = pipeline::clients(&clusters.config).map_err(|e| e.to_string())?;
+    let report = crate::verify::verify(&primary, &secondary, &clusters.config.replication, |_| {})
+        .await
+        .map_err(|e| format!("verify: {e}"))?;
+    for line in report.to_string().lines() {
+        println!("  {line}");
+    }
+    Ok(if report.equal {
+        crate::exit::OK
+    } else {
+        crate::exit::DIVERGENCE
+    })
 }

@@ -97,18 +97,14 @@ async fn dispatch(command: Command) -> u8 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let _ = (config, json);
-            eprintln!("error: verify is not available in this build");
-            exit::INTERNAL
+            verify(&config, json).await
         }
         Command::Status { config, json } => {
             let config = match load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let _ = (config, json);
-            eprintln!("error: status is not available in this build");
-            exit::INTERNAL
+            status(&config, json).await
         }
         Command::Checkpoint {
             action: CheckpointAction::Recover { config },
@@ -157,6 +153,73 @@ async fn dispatch(command: Command) -> u8 {
                 }
             }
         }
+    }
+}
+
+/// `verify`: 0 equal, 4 different, 5 a side unreachable, 3 refused (permissions), 1 otherwise.
+async fn verify(config: &Config, json: bool) -> u8 {
+    let (primary, secondary) = match pipeline::clients(config) {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    let result = standby::verify::verify(&primary, &secondary, &config.replication, |p| {
+        tracing::debug!(progress = ?p, "verifying");
+    })
+    .await;
+    match result {
+        Ok(r) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("a report serialises")
+                );
+            } else {
+                print!("{r}");
+            }
+            if r.equal {
+                exit::OK
+            } else {
+                exit::DIVERGENCE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: verify: {e}");
+            if e.is_unreachable() {
+                exit::UNREACHABLE
+            } else if matches!(
+                &e,
+                standby::verify::VerifyError::Read {
+                    source: standby::esdb::Error::Unauthorized { .. },
+                    ..
+                }
+            ) {
+                exit::REFUSED
+            } else {
+                exit::INTERNAL
+            }
+        }
+    }
+}
+
+/// `status`: always prints what it could gather; 5 when neither cluster answered.
+async fn status(config: &Config, json: bool) -> u8 {
+    let (primary, secondary) = match pipeline::clients(config) {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    let r = standby::status::status(config, &primary, &secondary).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("a report serialises")
+        );
+    } else {
+        print!("{r}");
+    }
+    if r.primary.head.is_none() && r.secondary.reachable == Some(false) {
+        exit::UNREACHABLE
+    } else {
+        exit::OK
     }
 }
 

@@ -183,58 +183,18 @@ fn public_url(url: &reqwest::Url) -> String {
     url.to_string()
 }
 
-/// Reads the checkpoint through a private copy of the file.
-///
-/// [`CheckpointStore::open`] deletes a leftover `<path>.tmp`, which is right for the replicator
-/// at startup but would break a running replicator's atomic replace (its `rename` of the temporary
-/// file would fail) if `status` opened the live path; so the bytes are copied into a scratch
-/// directory and that copy is opened, with the same decoder and the same corruption checks.
+/// Reads the checkpoint without opening the store ([`CheckpointStore::read`]), so a running
+/// replicator's temporary file is left alone.
 fn read_checkpoint(path: &Path) -> CheckpointStatus {
-    let unreadable = |error: String| CheckpointStatus::Unreadable {
-        path: path.to_path_buf(),
-        error,
-    };
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return CheckpointStatus::Missing {
-                path: path.to_path_buf(),
-            }
-        }
-        Err(e) => {
-            return unreadable(format!(
-                "cannot read checkpoint {}: {e}; check the path and its permissions",
-                path.display()
-            ))
-        }
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let scratch =
-        std::env::temp_dir().join(format!("standby-status-{}-{nanos}", std::process::id()));
-    let copy = scratch.join("checkpoint");
-    let opened = std::fs::create_dir_all(&scratch)
-        .and_then(|()| std::fs::write(&copy, &bytes))
-        .map_err(|e| {
-            format!(
-                "cannot copy the checkpoint into {} to read it: {e}",
-                scratch.display()
-            )
-        })
-        .map(|()| CheckpointStore::open(&copy));
-    let _ = std::fs::remove_dir_all(&scratch);
-    match opened {
-        Err(message) => unreadable(message),
-        // The store's error names the copy; name the real file instead.
-        Ok(Err(e)) => unreadable(
-            e.to_string()
-                .replace(&copy.display().to_string(), &path.display().to_string()),
-        ),
-        Ok(Ok((_, None))) => CheckpointStatus::Missing {
+    match CheckpointStore::read(path) {
+        Err(e) => CheckpointStatus::Unreadable {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        },
+        Ok(None) => CheckpointStatus::Missing {
             path: path.to_path_buf(),
         },
-        Ok(Ok((_, Some(cp)))) => CheckpointStatus::Present {
+        Ok(Some(cp)) => CheckpointStatus::Present {
             path: path.to_path_buf(),
             position: cp.position,
             primary_id: cp.primary.0,

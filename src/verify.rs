@@ -21,9 +21,12 @@
 //!
 //! Data and metadata are equal when byte-equal; otherwise when both parse as JSON and are equal as
 //! values (the `events+json` form makes the server re-indent JSON objects and arrays, contract §7):
-//! such events are counted in [`VerifyReport::json_equivalent_events`]. A non-JSON event whose
-//! metadata is missing on the secondary is a documented fidelity limit of the HTTP API (binary data
-//! with metadata cannot be copied exactly), listed in [`VerifyReport::fidelity_limits`], not a
+//! such events are counted in [`VerifyReport::json_equivalent_events`]. Metadata missing on the
+//! secondary is a documented fidelity limit of the HTTP API, listed in
+//! [`VerifyReport::fidelity_limits`] and not a difference, exactly when the event's data cannot
+//! travel in the `events+json` batch form (binary data that is not UTF-8, say: "binary data with
+//! metadata cannot be copied exactly") and so had to go through a single-event form, which carries
+//! no metadata; the client's own encoder decides. Metadata missing on a batchable event is a
 //! difference. Timestamps are never compared (the HTTP API cannot set them), nor is the isJson flag
 //! (an event whose metadata is JSON becomes isJson on the secondary, contract §7).
 //!
@@ -457,25 +460,9 @@ impl fmt::Display for Difference {
     }
 }
 
-/// Which fidelity limit of the HTTP API an event hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FidelityLimitKind {
-    /// A non-JSON event with metadata: the secondary has the data but no metadata, because only
-    /// the `application/octet-stream` form stores binary data exactly and it cannot carry
-    /// metadata (contract §7).
-    BinaryMetadataDropped,
-}
-
-impl fmt::Display for FidelityLimitKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FidelityLimitKind::BinaryMetadataDropped => {
-                "metadata of a binary event not copied (HTTP API limit)"
-            }
-        })
-    }
-}
+/// Which fidelity limit of the HTTP API an event hit: the kinds the replicator records in
+/// `$standby-fidelity` (see [`crate::fidelity`]).
+pub use crate::fidelity::LossKind as FidelityLimitKind;
 
 /// One event that differs only by a documented fidelity limit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -612,12 +599,20 @@ pub async fn verify_with(
         || StreamOffsets::load(secondary),
     )
     .await?;
+    let losses = with_retry(
+        &options.retry,
+        Side::Secondary,
+        "load the lossy-copy records",
+        || crate::fidelity::load(secondary),
+    )
+    .await?;
     let mut verifier = Verifier {
         primary,
         secondary,
         filter,
         options,
         offsets,
+        losses,
         progress,
         report: VerifyReport {
             equal: true,
@@ -722,6 +717,29 @@ fn compare_payload(primary: &[u8], secondary: &[u8]) -> PayloadMatch {
     })
 }
 
+/// Whether the `events+json` batch form can carry the primary's event with its data and metadata
+/// unchanged (up to JSON re-indentation), by the client's own encoder rule. When it cannot, the
+/// replicator must use a single-event form, which has no metadata, so metadata missing on the
+/// secondary is the documented fidelity limit rather than a difference.
+fn batch_can_carry(entry: &Entry, data: &Bytes, metadata: &Bytes) -> bool {
+    let EventIdentity {
+        event_id: Some(event_id),
+        event_type: Some(event_type),
+        ..
+    } = EventIdentity::of(entry)
+    else {
+        return true;
+    };
+    let event = esdb::EventData {
+        event_id,
+        event_type,
+        data: data.clone(),
+        metadata: metadata.clone(),
+        is_json: entry.as_event().is_some_and(|event| event.is_json),
+    };
+    esdb::encode::encode_events_json(std::slice::from_ref(&event)).is_ok()
+}
+
 /// Reads one side of one stream forward, a page at a time.
 struct Cursor<'a> {
     client: &'a Client,
@@ -822,6 +840,8 @@ struct Verifier<'a, P> {
     filter: &'a ReplicationConfig,
     options: &'a VerifyOptions,
     offsets: StreamOffsets,
+    /// Events the replicator recorded as copied with a known HTTP API loss.
+    losses: std::collections::HashMap<Uuid, FidelityLimitKind>,
     progress: P,
     report: VerifyReport,
 }
@@ -1135,7 +1155,17 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
         match compare_payload(&primary_data, &secondary_data) {
             PayloadMatch::Bytes => {}
             PayloadMatch::Json => json_used = true,
-            PayloadMatch::Differ(d) => return Ok(difference(DifferenceKind::Data(d))),
+            PayloadMatch::Differ(d) => {
+                if self.loss_of(&primary) == Some(FidelityLimitKind::DataFromFeedText) {
+                    self.record_fidelity_limit(
+                        stream,
+                        primary.clone(),
+                        FidelityLimitKind::DataFromFeedText,
+                    );
+                } else {
+                    return Ok(difference(DifferenceKind::Data(d)));
+                }
+            }
         }
         // Metadata has no raw endpoint: the feed's text is all there is (contract §3.7). A summary
         // entry (no rich fields) carries none; it then compares as empty on that side.
@@ -1148,9 +1178,14 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
             PayloadMatch::Bytes => {}
             PayloadMatch::Json => json_used = true,
             PayloadMatch::Differ(d) => {
-                let binary = pe.as_event().is_some_and(|event| !event.is_json);
-                if binary && secondary_meta.is_empty() {
-                    self.record_fidelity_limit(stream, primary.clone());
+                let dropped = !batch_can_carry(pe, &primary_data, &primary_meta)
+                    || self.loss_of(&primary) == Some(FidelityLimitKind::MetadataDropped);
+                if secondary_meta.is_empty() && dropped {
+                    self.record_fidelity_limit(
+                        stream,
+                        primary.clone(),
+                        FidelityLimitKind::MetadataDropped,
+                    );
                 } else {
                     return Ok(difference(DifferenceKind::Metadata(d)));
                 }
@@ -1162,13 +1197,23 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
         Ok(None)
     }
 
-    fn record_fidelity_limit(&mut self, stream: &str, event: EventIdentity) {
+    /// The loss the replicator recorded for this event, if any.
+    fn loss_of(&self, event: &EventIdentity) -> Option<FidelityLimitKind> {
+        event.event_id.and_then(|id| self.losses.get(&id).copied())
+    }
+
+    fn record_fidelity_limit(
+        &mut self,
+        stream: &str,
+        event: EventIdentity,
+        kind: FidelityLimitKind,
+    ) {
         self.report.fidelity_limit_events += 1;
         if self.report.fidelity_limits.len() < MAX_LISTED_FIDELITY_LIMITS {
             self.report.fidelity_limits.push(FidelityLimit {
                 stream: stream.to_owned(),
                 event,
-                kind: FidelityLimitKind::BinaryMetadataDropped,
+                kind,
             });
         }
     }

@@ -163,7 +163,8 @@ async fn kill_9_at_twenty_moments_loses_and_duplicates_nothing() {
     let mut child = spawn("global");
     let head = standby::demo::primary_head(&primary).await.unwrap();
     loop {
-        let (_, cp) = CheckpointStore::open(&c.config.checkpoint.path).unwrap();
+        // `read`, not `open`: opening the store would remove the live replicator's temporary file.
+        let cp = CheckpointStore::read(&c.config.checkpoint.path).unwrap();
         if cp.is_some_and(|cp| cp.position.commit() >= head.commit()) {
             break;
         }

@@ -45,7 +45,9 @@ async fn mixed_workload_is_mirrored(ordering: Ordering) {
 
     let report = verify(&c.config).await;
     assert!(report.equal, "{ordering:?}: {report}");
-    assert!(report.events_compared > 40_000, "{report}");
+    // Soft deletes hide part of the 50k events from stream reads on both sides; the rest are
+    // compared one by one.
+    assert!(report.events_compared > 20_000, "{report}");
     assert!(
         report.json_equivalent_events == 0,
         "data written as batches is stored identically: {report}"
