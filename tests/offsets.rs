@@ -102,9 +102,7 @@ async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
         .unwrap();
     assert_eq!(page.entries.len(), 5);
 
-    // Replaying from the start (checkpoint removed, secondary copy cleared by recovering from it
-    // is not needed: a replay of the whole log must be a no-op) keeps idempotency under the
-    // offset; new events continue the numbering.
+    // A restart resumes under the recorded offset: new events continue the numbering.
     primary
         .append_events(
             "capped",
