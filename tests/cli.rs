@@ -1,0 +1,220 @@
+//! The `standby` binary as an operator meets it: exit codes and the messages that say what to do.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use standby::checkpoint::{Checkpoint, CheckpointStore, PrimaryId};
+use standby::config::Ordering;
+use standby::esdb::EventData;
+use standby::pipeline::{self, Shared};
+use standby::position::{ExpectedVersion, Position};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use common::{admin_client, clusters, wait_applied_to_head};
+
+const SECRET: &str = "changeit";
+
+fn write_config(dir: &Path, primary: &str, secondary: &str, checkpoint: &Path) -> PathBuf {
+    let path = dir.join("standby.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[primary]\nurl = {primary:?}\nusername = \"admin\"\npassword = {SECRET:?}\n\n\
+             [secondary]\nurl = {secondary:?}\nusername = \"admin\"\npassword = {SECRET:?}\n\n\
+             [checkpoint]\npath = {checkpoint:?}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs the binary to completion (one-shot commands, or `run` that stops by itself).
+async fn standby(args: &[&str], config: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_standby"));
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("STANDBY_LOG", "warn");
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_2_and_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let out = standby(&["run"], &missing).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("nope.toml"), "{}", text(&out).1);
+
+    let config = write_config(
+        dir.path(),
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2",
+        &dir.path().join("cp"),
+    );
+    let mut body = std::fs::read_to_string(&config).unwrap();
+    body.push_str("\n[replication]\nordering = \"sideways\"\n");
+    std::fs::write(&config, body).unwrap();
+    let out = standby(&["run"], &config).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("sideways"), "{}", text(&out).1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_exit_3_and_say_what_to_do() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    primary
+        .append_events(
+            "s",
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let cp_path = c.dir.path().join("cp");
+    let config = write_config(c.dir.path(), &c.primary.url(), &c.secondary.url(), &cp_path);
+
+    // Corrupt checkpoint: refused, never a silent restart from 0.
+    std::fs::write(&cp_path, b"STBYCKPT garbage").unwrap();
+    let out = standby(&["run"], &config).await;
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).1.contains("corrupt"), "{}", text(&out).1);
+
+    // A checkpoint taken against another primary.
+    std::fs::remove_file(&cp_path).unwrap();
+    let (mut store, _) = CheckpointStore::open(&cp_path).unwrap();
+    store
+        .store(&Checkpoint {
+            position: Position::START,
+            primary: PrimaryId("another-database".into()),
+            epoch: pipeline::INITIAL_EPOCH,
+        })
+        .unwrap();
+    let out = standby(&["run"], &config).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).1.contains("another primary"), "{}", text(&out).1);
+    std::fs::remove_file(&cp_path).unwrap();
+
+    // Replicate once so the secondary holds a checkpoint copy, then lose the local file.
+    let mut cfg = c.config.clone();
+    cfg.checkpoint.path = cp_path.clone();
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (cfg, shared, stop) = (cfg.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&cfg, stop, shared).await })
+    };
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    let kept = run.await.unwrap().unwrap().checkpoint.unwrap();
+    std::fs::remove_file(&cp_path).unwrap();
+
+    let out = standby(&["run"], &config).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out).1.contains("standby checkpoint recover"),
+        "{}",
+        text(&out).1
+    );
+
+    let out = standby(&["checkpoint", "recover"], &config).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(
+        CheckpointStore::read(&cp_path).unwrap().unwrap().position,
+        kept
+    );
+    // Never overwrites an existing checkpoint.
+    let out = standby(&["checkpoint", "recover"], &config).await;
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_status_and_divergence_exit_codes() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    let ev = || EventData::json(Uuid::new_v4(), "T", r#"{"a":1}"#);
+    primary
+        .append_events("order-1", &[ev(), ev()], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let config = write_config(
+        c.dir.path(),
+        &c.primary.url(),
+        &c.secondary.url(),
+        &c.config.checkpoint.path,
+    );
+
+    // Not replicated yet: different (exit 4), with the first difference.
+    let out = standby(&["verify"], &config).await;
+    assert_eq!(out.status.code(), Some(4), "{:?}", text(&out));
+    assert!(text(&out).0.contains("order-1"), "{}", text(&out).0);
+
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (cfg, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&cfg, stop, shared).await })
+    };
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let out = standby(&["verify", "--json"], &config).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let report: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(report["equal"], true);
+
+    let out = standby(&["status", "--json"], &config).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let (stdout, stderr) = text(&out);
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(status["checkpoint"].is_object(), "{stdout}");
+    assert!(
+        !stdout.contains(SECRET) && !stderr.contains(SECRET),
+        "credentials never printed"
+    );
+
+    // A foreign write on the secondary, then a primary write to the same stream: `run` halts
+    // with exit 4 and the divergence report.
+    secondary
+        .append_events("order-1", &[ev()], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    primary
+        .append_events("order-1", &[ev()], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let out = standby(&["run"], &config).await;
+    assert_eq!(out.status.code(), Some(4), "{:?}", text(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("divergence report") && stderr.contains("order-1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET));
+
+    // Unreachable side: exit 5 for a one-shot command.
+    let dead = write_config(
+        c.dir.path(),
+        "http://127.0.0.1:9",
+        &c.secondary.url(),
+        &c.config.checkpoint.path,
+    );
+    let out = standby(&["verify"], &dead).await;
+    assert_eq!(out.status.code(), Some(5), "{:?}", text(&out));
+}
