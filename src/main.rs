@@ -15,7 +15,12 @@ use standby::pipeline::{self, RunError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    // The demo prints its own progress; its dev nodes' request logs would drown it.
+    let filter = match (&cli.command, cli.log.as_str()) {
+        (Command::Demo { .. }, "info") => "warn",
+        (_, filter) => filter,
+    };
+    init_logging(cli.log_format, filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -100,7 +100,7 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// The process exit code for this error (see `docs/operations.md`).
+    /// The process exit code for this error (see `docs/replication.md`).
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) => crate::exit::USAGE,
