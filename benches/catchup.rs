@@ -74,7 +74,7 @@ async fn one_run(a: &Args, ordering: &str) -> (f64, u64) {
     let mut next = vec![-1i64; a.streams as usize];
     let mut written = 0;
     while written < a.events {
-        for s in 0..a.streams as usize {
+        for (s, last) in next.iter_mut().enumerate() {
             let n = 10.min(a.events - written);
             if n == 0 {
                 break;
