@@ -88,10 +88,8 @@ async fn one_run(a: &Args, ordering: &str) -> (f64, u64) {
                     metadata: Bytes::new(),
                 })
                 .collect();
-            store
-                .append(&format!("bench-{s}"), next[s], events)
-                .unwrap();
-            next[s] += n as i64;
+            store.append(&format!("bench-{s}"), *last, events).unwrap();
+            *last += n as i64;
             written += n;
         }
     }
