@@ -23,6 +23,8 @@ use crate::retry::{retry, Gave};
 pub const CHECKPOINT_STREAM: &str = "$standby-checkpoint";
 /// Event type of a checkpoint copy.
 pub const CHECKPOINT_EVENT_TYPE: &str = "standby-checkpoint";
+/// Copies kept on the secondary (older ones are truncated by the server).
+const COPIES_KEPT: u32 = 100;
 /// How often the copy on the secondary is refreshed while positions move.
 const COPY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -49,6 +51,20 @@ impl Checkpointer {
         abort: CancellationToken,
     ) -> Result<(), StageError> {
         let mut last_copy: Option<(Instant, Position)> = None;
+        // Bound the copies stream; best effort, once per run.
+        let cap = format!(r#"{{"$maxCount":{COPIES_KEPT}}}"#);
+        if let Err(e) = self
+            .secondary
+            .write_stream_metadata(
+                CHECKPOINT_STREAM,
+                Uuid::new_v4(),
+                cap.into(),
+                ExpectedVersion::Any,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not bound {CHECKPOINT_STREAM} with $maxCount");
+        }
         loop {
             let closed = applied.changed().await.is_err();
             let Applied { position, barrier } = *applied.borrow_and_update();
