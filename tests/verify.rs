@@ -425,7 +425,10 @@ async fn binary_metadata_missing_on_the_secondary_is_a_fidelity_limit() {
     assert_eq!(limit.stream, "blob-1");
     assert_eq!(limit.kind, FidelityLimitKind::MetadataDropped);
     assert_eq!(limit.event.event_id, Some(id(1)));
-    assert!(report.to_string().contains("HTTP API fidelity limit"), "{report}");
+    assert!(
+        report.to_string().contains("HTTP API fidelity limit"),
+        "{report}"
+    );
 
     // Text data with metadata travels in a batch: its metadata missing is a difference.
     let pair = self::pair().await;
