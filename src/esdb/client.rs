@@ -42,7 +42,7 @@ pub enum DeleteMode {
 }
 
 /// One request, before it is sent.
-struct Call {
+pub(super) struct Call {
     method: Method,
     url: Url,
     accept: Option<&'static str>,
@@ -55,7 +55,7 @@ struct Call {
 }
 
 impl Call {
-    fn new(method: Method, url: Url) -> Call {
+    pub(super) fn new(method: Method, url: Url) -> Call {
         Call {
             method,
             url,
@@ -68,12 +68,12 @@ impl Call {
         }
     }
 
-    fn accept(mut self, media_type: &'static str) -> Call {
+    pub(super) fn accept(mut self, media_type: &'static str) -> Call {
         self.accept = Some(media_type);
         self
     }
 
-    fn body(mut self, content_type: &'static str, body: Bytes) -> Call {
+    pub(super) fn body(mut self, content_type: &'static str, body: Bytes) -> Call {
         self.content_type = Some(content_type);
         self.body = Some(body);
         self
@@ -91,7 +91,7 @@ impl Call {
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
-    routes: Routes,
+    pub(super) routes: Routes,
     credentials: Option<Credentials>,
     family: HeaderFamily,
     request_timeout: Duration,
@@ -201,7 +201,7 @@ impl Client {
 
     /// Sends one request and captures the whole response.
     #[instrument(level = "debug", skip_all, fields(method = %call.method, url = %call.url))]
-    async fn execute(&self, call: Call) -> Result<(RequestInfo, RawResponse), Error> {
+    pub(super) async fn execute(&self, call: Call) -> Result<(RequestInfo, RawResponse), Error> {
         let info = RequestInfo {
             method: call.method.clone(),
             url: call.url.to_string(),

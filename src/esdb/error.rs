@@ -113,14 +113,33 @@ pub enum Error {
         reason: Option<String>,
     },
 
-    /// 404 where the resource must exist (e.g. the AtomPub routes are missing).
+    /// 404 where the resource must exist (e.g. the AtomPub routes are missing, or a user command
+    /// names an unknown login).
     #[error(
-        "{method} {url} answered 404 Not Found{}: if every /streams request fails like this the \
-         AtomPub HTTP API is disabled on the node (enable it with --enable-atom-pub-over-http / \
+        "{method} {url} answered 404 Not Found{}: for /users/<login> requests the user does not \
+         exist (check the login); if every /streams request fails like this the AtomPub HTTP API \
+         is disabled on the node (enable it with --enable-atom-pub-over-http / \
          EVENTSTORE_ENABLE_ATOM_PUB_OVER_HTTP=true on 20.6+), otherwise check the base URL path",
         reason_suffix(.reason.as_deref())
     )]
     NotFound {
+        /// Request method.
+        method: Method,
+        /// Request URL.
+        url: String,
+        /// The server's reason phrase, if non-standard.
+        reason: Option<String>,
+    },
+
+    /// 409: the request clashes with what exists, e.g. `POST /users` for a login that exists with
+    /// another password (`UserManagementMessage.Error.Conflict`).
+    #[error(
+        "{method} {url} answered 409 Conflict{}: for POST /users the login already exists with a \
+         different password (choose another login, or reset that user's password instead); \
+         otherwise the resource changed concurrently; retrying the same request will not help",
+        reason_suffix(.reason.as_deref())
+    )]
+    Conflict {
         /// Request method.
         method: Method,
         /// Request URL.
@@ -203,8 +222,8 @@ pub enum Error {
 
 impl Error {
     /// Whether retrying the same request later may succeed: connection failures, timeouts,
-    /// transport errors, 408, 429 and 5xx. Other 4xx, decode and encode errors, redirects and
-    /// [`Error::WrongExpectedVersion`] are permanent.
+    /// transport errors, 408, 429 and 5xx. Other 4xx (409 [`Error::Conflict`] included), decode
+    /// and encode errors, redirects and [`Error::WrongExpectedVersion`] are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connect { .. } | Error::Timeout { .. } | Error::Transport { .. } => true,
@@ -214,6 +233,7 @@ impl Error {
             | Error::WrongExpectedVersion { .. }
             | Error::StreamDeleted { .. }
             | Error::NotFound { .. }
+            | Error::Conflict { .. }
             | Error::BadRequest { .. }
             | Error::Redirected { .. }
             | Error::Decode { .. }
@@ -230,6 +250,7 @@ impl Error {
             }
             Error::StreamDeleted { .. } => Some(StatusCode::GONE),
             Error::NotFound { .. } => Some(StatusCode::NOT_FOUND),
+            Error::Conflict { .. } => Some(StatusCode::CONFLICT),
             Error::Redirected { status, .. } | Error::Status { status, .. } => Some(*status),
             _ => None,
         }
@@ -246,6 +267,7 @@ impl Error {
             Error::WrongExpectedVersion { .. } => "wrong_expected_version",
             Error::StreamDeleted { .. } => "stream_deleted",
             Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
             Error::BadRequest { .. } => "bad_request",
             Error::Redirected { .. } => "redirected",
             Error::Status { .. } => "status",

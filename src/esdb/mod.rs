@@ -15,6 +15,7 @@
 //! * [`feed`]: wire DTOs (serde shapes of feeds, entries, `/info`, `/gossip`).
 //! * [`page`], [`metadata`], [`node`]: domain results ([`AllPage`], [`StreamPage`], [`Entry`],
 //!   [`Lookup`], [`StreamMetadata`], [`SystemSettings`], [`NodeInfo`], [`Gossip`]).
+//! * [`users`]: user management ([`UserDetails`], [`NewUser`]; enable, disable, reset password).
 //! * [`error`]: [`Error`] with [`Error::is_transient`].
 //!
 //! Expected conditions are values: a missing stream is [`Lookup::NotFound`], a hard-deleted one
@@ -32,6 +33,7 @@ pub mod page;
 pub mod request;
 pub mod response;
 pub mod tls;
+pub mod users;
 
 pub use client::{Client, DeleteMode, SETTINGS_STREAM};
 pub use config::{ClientConfig, Credentials, Password};
@@ -46,3 +48,4 @@ pub use page::{
 };
 pub use request::{AllFrom, Embed, PageSize, ReadOptions, StreamFrom};
 pub use response::{Appended, DeleteOutcome, RawResponse, RequestInfo};
+pub use users::{NewUser, UserDetails};

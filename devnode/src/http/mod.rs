@@ -2,8 +2,8 @@
 //! contain `$`, `@`, spaces) and maps requests onto the storage core.
 //!
 //! * `router` – request context, authentication, dispatch on the decoded path.
-//! * `read` / `write` / `node` / `admin` – handlers for reads (§3, §4), writes and deletes (§5),
-//!   node endpoints (§9) and `POST /admin/scavenge`.
+//! * `read` / `write` / `node` / `admin` / `users` – handlers for reads (§3, §4), writes and
+//!   deletes (§5), node endpoints (§9), `POST /admin/scavenge` and user management (`/users`).
 //! * [`wire`] – profile switches (header names, media types, ETag hashes) and negotiation (§2.3).
 //! * [`feed`] – Atom-JSON rendering with the server's property order and null policy (§2.4).
 //! * [`append`] – request-body parsing (§5.1).
@@ -16,6 +16,7 @@ mod node;
 mod read;
 pub mod reply;
 mod router;
+mod users;
 pub mod wire;
 mod write;
 
@@ -30,7 +31,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{NodeConfig, User};
+use crate::config::NodeConfig;
+use crate::store::users::UserRegistry;
 use crate::store::{ScavengeOutcome, Store, StoreError};
 use crate::Error;
 use wire::Wire;
@@ -39,7 +41,8 @@ use wire::Wire;
 pub(crate) struct App {
     pub store: Arc<Store>,
     pub wire: Wire,
-    pub users: Vec<User>,
+    /// Accounts: the log's `$user-*` streams over the configured seeds, read on every request.
+    pub users: UserRegistry,
     pub addr: SocketAddr,
     /// Cancelled on stop: aborts long polls.
     pub shutdown: CancellationToken,
@@ -67,10 +70,11 @@ impl Node {
             .map_err(|e| Error::Io(std::io::Error::other(e)))??;
         let listener = TcpListener::bind(cfg.http).await?;
         let addr = listener.local_addr()?;
+        let store = Arc::new(store);
         let app = Arc::new(App {
-            store: Arc::new(store),
+            users: UserRegistry::new(store.clone(), cfg.users.clone()),
+            store,
             wire: Wire::new(cfg.profile),
-            users: cfg.users.clone(),
             addr,
             shutdown: CancellationToken::new(),
             closed: AtomicBool::new(false),

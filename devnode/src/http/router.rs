@@ -17,7 +17,7 @@ use percent_encoding::percent_decode_str;
 use super::feed::{Embed, Renderer};
 use super::reply::{bad_request, no_route, Reply};
 use super::wire::{self, Wire};
-use super::{admin, node, read, write, App};
+use super::{admin, node, read, users, write, App};
 use crate::store::acl::{self, Principal, Right};
 use crate::store::Operation;
 
@@ -207,15 +207,9 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Auth {
     let Some((login, password)) = text.split_once(':') else {
         return Auth::Bad;
     };
-    match app
-        .users
-        .iter()
-        .find(|u| u.login == login && u.password == password)
-    {
-        Some(u) => Auth::User(Principal {
-            login: u.login.clone(),
-            groups: u.groups.clone(),
-        }),
+    // Unknown login, wrong password and disabled account all look the same.
+    match app.users.authenticate(login, password) {
+        Some(p) => Auth::User(p),
         None => Auth::Bad,
     }
 }
@@ -296,7 +290,7 @@ fn cors(ctx: &Ctx, r: Reply) -> Reply {
 /// v3–v5 add `WWW-Authenticate` to every 401 (`HttpEntityManager.SetRequiredHeaders`); the v5
 /// profile is 5.0.12, which says `BasicCustom` (4.1.4 and 5.0.2+, commit 943f13be; contract §8).
 /// The older recordings say `Basic`.
-fn v5_challenge(ctx: &Ctx, r: Reply) -> Reply {
+pub(super) fn v5_challenge(ctx: &Ctx, r: Reply) -> Reply {
     if ctx.wire().is_v5() {
         r.header(WWW_AUTHENTICATE, "BasicCustom realm=\"ES\"")
     } else {
@@ -304,7 +298,7 @@ fn v5_challenge(ctx: &Ctx, r: Reply) -> Reply {
     }
 }
 
-fn method_not_allowed(allowed: &str) -> Reply {
+pub(super) fn method_not_allowed(allowed: &str) -> Reply {
     Reply::bare(405, "Method Not Allowed").header(
         HeaderName::from_static("access-control-allow-methods"),
         allowed.to_owned(),
@@ -358,6 +352,7 @@ async fn route(ctx: &mut Ctx, body: Body) -> Reply {
                 _ => method_not_allowed("POST, OPTIONS"),
             };
         }
+        ["users", rest @ ..] => return users::route(ctx, rest, body).await,
         ["streams", ..] if raw.len() >= 2 => {}
         _ => return no_route(),
     }

@@ -6,11 +6,13 @@
 //! * soft/hard deletes with the automatic "undelete" metadata follow-ups (§5.7),
 //! * stream metadata, `$settings` and ACL evaluation (§8, see [`acl`]),
 //! * stream reads truncated by `$tb`/`$maxCount`/`$maxAge` (`IndexReader`, §4.3),
-//! * scavenging ([`Store::scavenge`], see [`scavenge`]).
+//! * scavenging ([`Store::scavenge`], see [`scavenge`]),
+//! * user accounts as `$user-<login>` streams ([`users`]).
 
 pub mod acl;
 pub mod log;
 pub mod scavenge;
+pub mod users;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
