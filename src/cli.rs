@@ -1,4 +1,5 @@
-//! The command line: `run`, `verify`, `status`, `checkpoint recover`, `demo`.
+//! The command line: `run`, `verify`, `status`, `promote`, `switchover`, `divergence`,
+//! `checkpoint recover`, `demo`.
 //!
 //! Every command exits with one of the codes of [`standby::exit`]; errors are printed once, on
 //! stderr, saying what happened and what to do.
@@ -57,6 +58,55 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Make the secondary a primary now (the primary is lost): revoke the replication user, write
+    /// the next epoch, open the secondary to applications, print the data-loss bound. Refuses
+    /// without --force while the primary answers.
+    Promote {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Promote although the primary still answers or the lag exceeds --max-lag.
+        #[arg(long)]
+        force: bool,
+        /// Measure and print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also make the old primary read-only for applications (when it answers).
+        #[arg(long)]
+        fence_primary: bool,
+        /// Why, recorded in the epoch record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Refuse when more events than this would be lost.
+        #[arg(long)]
+        max_lag: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned, lossless handover: fence the primary's application writes, wait until the
+    /// secondary holds everything, check the tail, then promote.
+    Switchover {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Give up (and remove the primary's fence) after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Why, recorded in the epoch record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the old primary's events after the last replicated position (the orphaned tail)
+    /// as JSON lines, for manual reconciliation.
+    Divergence {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The output file (written completely, then renamed into place).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Checkpoint maintenance.
     Checkpoint {

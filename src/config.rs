@@ -32,11 +32,15 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("secondary.ca_file", Kind::Str),
     ("secondary.connect_timeout_secs", Kind::Int),
     ("secondary.request_timeout_secs", Kind::Int),
+    ("secondary.admin.username", Kind::Str),
+    ("secondary.admin.password", Kind::Str),
+    ("secondary.admin.password_file", Kind::Str),
     ("checkpoint.path", Kind::Str),
     ("replication.ordering", Kind::Str),
     ("replication.page_size", Kind::Int),
     ("replication.include", Kind::List),
     ("replication.exclude", Kind::List),
+    ("promotion.write_roles", Kind::List),
 ];
 
 /// Environment variables with this prefix that are not configuration keys (read by the CLI).
@@ -62,6 +66,36 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    #[serde(default)]
+    pub promotion: PromotionConfig,
+}
+
+/// What `promote` opens the secondary to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromotionConfig {
+    /// Who may write user streams after promotion (`$w`, `$d`, `$mw` of `$userStreamAcl`).
+    /// Unset: the rights the secondary's `$settings` gave before setup fenced it.
+    pub write_roles: Option<Vec<String>>,
+}
+
+/// A second identity on the secondary, for setup and promotion: a member of `$admins`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub username: String,
+    pub password: Option<Password>,
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
 }
 
 /// How to reach one cluster.
@@ -81,6 +115,8 @@ pub struct EndpointConfig {
     pub connect_timeout_secs: u64,
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// `[secondary.admin]` only: the admin identity for setup and promotion.
+    pub admin: Option<AdminConfig>,
 }
 
 impl fmt::Debug for EndpointConfig {
@@ -91,6 +127,7 @@ impl fmt::Debug for EndpointConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_file", &self.password_file)
             .field("ca_file", &self.ca_file)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -115,19 +152,24 @@ impl EndpointConfig {
     /// # Errors
     /// When the password file cannot be read.
     pub fn resolve_password(&self) -> Result<Option<Password>, Error> {
-        match (&self.password, &self.password_file) {
-            (Some(p), None) => Ok(Some(p.clone())),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Invalid(format!("cannot read password file {}: {e}", path.display()))
-                })?;
-                Ok(Some(Password::new(text.trim_end_matches(['\n', '\r']))))
-            }
-            (None, None) => Ok(None),
-            (Some(_), Some(_)) => Err(Error::Invalid(
-                "both password and password_file are set".into(),
-            )),
-        }
+        resolve_password(&self.password, &self.password_file)
+    }
+
+    /// The client settings for `[secondary.admin]`: this endpoint with the admin credentials.
+    ///
+    /// # Errors
+    /// As [`EndpointConfig::client_config`].
+    pub fn admin_client_config(&self) -> Result<Option<ClientConfig>, Error> {
+        let Some(admin) = &self.admin else {
+            return Ok(None);
+        };
+        let mut config = self.client_config()?;
+        config.credentials = Some(Credentials {
+            username: admin.username.clone(),
+            password: resolve_password(&admin.password, &admin.password_file)?
+                .unwrap_or_else(|| Password::new("")),
+        });
+        Ok(Some(config))
     }
 
     /// The client settings for this endpoint, with the password resolved.
@@ -341,6 +383,33 @@ impl Config {
     fn validate(&self) -> Result<(), Error> {
         self.primary.validate("primary")?;
         self.secondary.validate("secondary")?;
+        if self.primary.admin.is_some() {
+            return Err(Error::Invalid(
+                "[primary.admin] is not a section: the admin identity belongs to the secondary ([secondary.admin]); [primary] credentials are used for reading and fencing the primary".into(),
+            ));
+        }
+        if let Some(admin) = &self.secondary.admin {
+            if admin.password.is_some() && admin.password_file.is_some() {
+                return Err(Error::Invalid(
+                    "secondary.admin: set either password or password_file, not both".into(),
+                ));
+            }
+            if Some(&admin.username) == self.secondary.username.as_ref() {
+                return Err(Error::Invalid(format!(
+                    "secondary.admin.username is the replication user {:?}: promotion fences the replication user, so it needs a separate admin identity",
+                    admin.username
+                )));
+            }
+        }
+        if let Some(roles) = &self.promotion.write_roles {
+            if let Some(user) = &self.secondary.username {
+                if roles.iter().any(|r| r == user) {
+                    return Err(Error::Invalid(format!(
+                        "promotion.write_roles must not name the replication user {user:?}: after promotion a still-running replicator must not be able to write"
+                    )));
+                }
+            }
+        }
         if self.primary.url.trim_end_matches('/') == self.secondary.url.trim_end_matches('/') {
             return Err(Error::Invalid(
                 "primary.url and secondary.url are the same: replicating a cluster into itself would duplicate every event".into(),
@@ -364,6 +433,25 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+fn resolve_password(
+    password: &Option<Password>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Password>, Error> {
+    match (password, file) {
+        (Some(p), None) => Ok(Some(p.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Invalid(format!("cannot read password file {}: {e}", path.display()))
+            })?;
+            Ok(Some(Password::new(text.trim_end_matches(['\n', '\r']))))
+        }
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Error::Invalid(
+            "both password and password_file are set".into(),
+        )),
     }
 }
 

@@ -9,7 +9,10 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{CheckpointConfig, Config, EndpointConfig, Ordering, ReplicationConfig};
+use crate::config::{
+    AdminConfig, CheckpointConfig, Config, EndpointConfig, Ordering, PromotionConfig,
+    ReplicationConfig,
+};
 use crate::esdb::{self, AllFrom, Client, DeleteMode, EventData, PageSize, ReadOptions};
 use crate::pipeline::{self, Shared};
 use crate::position::{ExpectedVersion, Position};
@@ -30,32 +33,54 @@ pub struct DemoClusters {
     pub dir: tempfile::TempDir,
 }
 
-/// Starts the two nodes and writes the configuration (admin credentials: the dev node's
-/// defaults).
+/// The replication user of the demo's secondary: not in `$admins`, so promotion can fence it.
+pub const REPLICATOR: (&str, &str) = ("replicator", "changeit");
+/// An application user of both demo nodes (no groups): the secondary refuses it before
+/// promotion, a fenced primary after.
+pub const APPLICATION: (&str, &str) = ("app", "changeit");
+
+/// Starts the two nodes and writes the configuration: the primary is read as `admin`; the
+/// secondary is written by [`REPLICATOR`] and set up and promoted by `admin` (the dev node's
+/// default `$admins` user). The secondary also knows [`APPLICATION`].
 ///
 /// # Errors
 /// When a node cannot start or the temporary directory cannot be made.
 pub async fn start_clusters(ordering: Ordering) -> Result<DemoClusters, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let start = |name: &str| devnode::NodeConfig::on_disk(dir.path().join(name));
-    let primary = devnode::Node::start(start("primary"))
-        .await
-        .map_err(|e| format!("primary dev node: {e}"))?;
-    let secondary = devnode::Node::start(start("secondary"))
-        .await
-        .map_err(|e| format!("secondary dev node: {e}"))?;
-    let endpoint = |url: String| EndpointConfig {
+    let primary = devnode::Node::start(start("primary").user(devnode::User::new(
+        APPLICATION.0,
+        APPLICATION.1,
+        &[],
+    )))
+    .await
+    .map_err(|e| format!("primary dev node: {e}"))?;
+    let secondary = devnode::Node::start(
+        start("secondary")
+            .user(devnode::User::new(REPLICATOR.0, REPLICATOR.1, &[]))
+            .user(devnode::User::new(APPLICATION.0, APPLICATION.1, &[])),
+    )
+    .await
+    .map_err(|e| format!("secondary dev node: {e}"))?;
+    let endpoint = |url: String, (user, password): (&str, &str)| EndpointConfig {
         url,
-        username: Some("admin".into()),
-        password: Some(esdb::Password::new("changeit")),
+        username: Some(user.into()),
+        password: Some(esdb::Password::new(password)),
         password_file: None,
         ca_file: None,
         connect_timeout_secs: 5,
         request_timeout_secs: 15,
+        admin: None,
     };
+    let mut secondary_endpoint = endpoint(secondary.url(), REPLICATOR);
+    secondary_endpoint.admin = Some(AdminConfig {
+        username: "admin".into(),
+        password: Some(esdb::Password::new("changeit")),
+        password_file: None,
+    });
     let config = Config {
-        primary: endpoint(primary.url()),
-        secondary: endpoint(secondary.url()),
+        primary: endpoint(primary.url(), ("admin", "changeit")),
+        secondary: secondary_endpoint,
         checkpoint: CheckpointConfig {
             path: dir.path().join("standby.checkpoint"),
         },
@@ -63,6 +88,7 @@ pub async fn start_clusters(ordering: Ordering) -> Result<DemoClusters, String> 
             ordering,
             ..ReplicationConfig::default()
         },
+        promotion: PromotionConfig::default(),
     };
     Ok(DemoClusters {
         primary,
@@ -327,7 +353,8 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<u8
 /// Verifies the two sides and prints the report.
 async fn verify_step(clusters: &DemoClusters) -> Result<u8, String> {
     println!("  verifying the secondary against the primary");
-    let (primary, secondary) = pipeline::clients(&clusters.config).map_err(|e| e.to_string())?;
+    let (primary, secondary) =
+        pipeline::reading_clients(&clusters.config).map_err(|e| e.to_string())?;
     let report = crate::verify::verify(&primary, &secondary, &clusters.config.replication, |_| {})
         .await
         .map_err(|e| format!("verify: {e}"))?;

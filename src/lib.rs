@@ -31,6 +31,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod esdb;
 pub mod exit;

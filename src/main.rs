@@ -132,6 +132,67 @@ async fn dispatch(command: Command) -> u8 {
                 Err(e) => report(&e),
             }
         }
+        Command::Promote {
+            config,
+            force,
+            dry_run,
+            fence_primary,
+            reason,
+            max_lag,
+            json,
+        } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let options = standby::control::PromoteOptions {
+                force,
+                dry_run,
+                fence_primary,
+                reason,
+                max_lag,
+            };
+            promotion(standby::control::promote(&config, &options).await, json)
+        }
+        Command::Switchover {
+            config,
+            timeout,
+            reason,
+            json,
+        } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let timeout = std::time::Duration::from_secs(timeout);
+            promotion(
+                standby::control::switchover(&config, timeout, reason).await,
+                json,
+            )
+        }
+        Command::Divergence { config, out } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match standby::control::divergence::export(&config, &out).await {
+                Ok(export) => {
+                    println!(
+                        "exported {} events of the old primary after {} ({}) up to its head {} into {}",
+                        export.events,
+                        export.from,
+                        export.from_source,
+                        export.head,
+                        out.display()
+                    );
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: divergence: {e}");
+                    e.exit_code()
+                }
+            }
+        }
         Command::Demo {
             events,
             streams,
@@ -163,7 +224,7 @@ async fn dispatch(command: Command) -> u8 {
 
 /// `verify`: 0 equal, 4 different, 5 a side unreachable, 3 refused (permissions), 1 otherwise.
 async fn verify(config: &Config, json: bool) -> u8 {
-    let (primary, secondary) = match pipeline::clients(config) {
+    let (primary, secondary) = match pipeline::reading_clients(config) {
         Ok(c) => c,
         Err(e) => return report(&e),
     };
@@ -208,7 +269,7 @@ async fn verify(config: &Config, json: bool) -> u8 {
 
 /// `status`: always prints what it could gather; 5 when neither cluster answered.
 async fn status(config: &Config, json: bool) -> u8 {
-    let (primary, secondary) = match pipeline::clients(config) {
+    let (primary, secondary) = match pipeline::reading_clients(config) {
         Ok(c) => c,
         Err(e) => return report(&e),
     };
@@ -225,6 +286,30 @@ async fn status(config: &Config, json: bool) -> u8 {
         exit::UNREACHABLE
     } else {
         exit::OK
+    }
+}
+
+/// Prints a promotion report; the exit code of its outcome.
+fn promotion(
+    result: Result<standby::control::PromoteReport, standby::control::PromoteError>,
+    json: bool,
+) -> u8 {
+    match result {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serialises")
+                );
+            } else {
+                print!("{report}");
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
     }
 }
 

@@ -175,7 +175,7 @@ pub async fn status(config: &Config, primary: &Client, secondary: &Client) -> St
 }
 
 /// A URL as printed: without user name and password.
-fn public_url(url: &reqwest::Url) -> String {
+pub(crate) fn public_url(url: &reqwest::Url) -> String {
     let mut url = url.clone();
     // Both fail only for URLs that cannot carry user info, which then have none.
     let _ = url.set_username("");
@@ -379,7 +379,7 @@ fn replicated(filter: &ReplicationConfig, stream: &str) -> bool {
 
 /// The timestamp of the last record before `from` (`$all` backward from `from`, count 1: a forward
 /// page's resume position lies right after the last record of that page, contract §3.4).
-async fn last_timestamp_before(
+pub(crate) async fn last_timestamp_before(
     primary: &Client,
     from: Position,
 ) -> Result<Option<String>, esdb::Error> {

@@ -16,7 +16,7 @@ use standby::position::Position;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use common::{admin_client, clusters, verify};
+use common::{admin_client, clusters, verify, write_config_file};
 
 const EVENTS: u64 = 100_000;
 const KILLS: u32 = 20;
@@ -72,19 +72,7 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_twenty_moments_loses_and_duplicates_nothing() {
     let c = clusters(Ordering::Global).await;
-    let config_path = c.dir.path().join("standby.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[primary]\nurl = {:?}\nusername = \"admin\"\npassword = \"changeit\"\n\n\
-             [secondary]\nurl = {:?}\nusername = \"admin\"\npassword = \"changeit\"\n\n\
-             [checkpoint]\npath = {:?}\n",
-            c.primary.url(),
-            c.secondary.url(),
-            c.config.checkpoint.path
-        ),
-    )
-    .unwrap();
+    let config_path = write_config_file(&c);
     let primary = admin_client(&c.primary.url());
     let secondary = admin_client(&c.secondary.url());
     let writes = {

@@ -24,7 +24,7 @@ pub const CHECKPOINT_STREAM: &str = "$standby-checkpoint";
 /// Event type of a checkpoint copy.
 pub const CHECKPOINT_EVENT_TYPE: &str = "standby-checkpoint";
 /// Copies kept on the secondary (older ones are truncated by the server).
-const COPIES_KEPT: u32 = 100;
+pub const COPIES_KEPT: u64 = 100;
 /// How often the copy on the secondary is refreshed while positions move.
 const COPY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -44,6 +44,35 @@ impl Checkpointer {
     ///
     /// # Cancel safety
     /// Never cancelled mid-write: a local write runs to completion on a blocking thread.
+    async fn bound_copies(&self) -> Result<(), crate::esdb::Error> {
+        let current = match self
+            .secondary
+            .read_stream_metadata(CHECKPOINT_STREAM)
+            .await?
+        {
+            crate::esdb::Lookup::Found(meta) => meta,
+            _ => crate::esdb::StreamMetadata::new(serde_json::json!({})),
+        };
+        if current.max_count() == Some(COPIES_KEPT) {
+            return Ok(());
+        }
+        let mut document = match current.into_json() {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        document.insert("$maxCount".into(), serde_json::json!(COPIES_KEPT));
+        let body = serde_json::to_vec(&document).expect("JSON serialises");
+        self.secondary
+            .write_stream_metadata(
+                CHECKPOINT_STREAM,
+                Uuid::new_v4(),
+                body.into(),
+                ExpectedVersion::Any,
+            )
+            .await
+            .map(|_| ())
+    }
+
     pub async fn run(
         self,
         mut applied: watch::Receiver<Applied>,
@@ -51,18 +80,9 @@ impl Checkpointer {
         abort: CancellationToken,
     ) -> Result<(), StageError> {
         let mut last_copy: Option<(Instant, Position)> = None;
-        // Bound the copies stream; best effort, once per run.
-        let cap = format!(r#"{{"$maxCount":{COPIES_KEPT}}}"#);
-        if let Err(e) = self
-            .secondary
-            .write_stream_metadata(
-                CHECKPOINT_STREAM,
-                Uuid::new_v4(),
-                cap.into(),
-                ExpectedVersion::Any,
-            )
-            .await
-        {
+        // Bound the copies stream; best effort, once per run. Setup writes the same bound with
+        // the stream's ACL; merge into what is there so the ACL is never dropped.
+        if let Err(e) = self.bound_copies().await {
             tracing::warn!(error = %e, "could not bound {CHECKPOINT_STREAM} with $maxCount");
         }
         loop {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use checkpointer::{CHECKPOINT_EVENT_TYPE, CHECKPOINT_STREAM};
+pub use checkpointer::{CHECKPOINT_EVENT_TYPE, CHECKPOINT_STREAM, COPIES_KEPT};
 pub use writer::{Divergence, STREAM_CONCURRENCY};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointStore, PrimaryId};
@@ -77,6 +77,8 @@ pub enum StageError {
     Checkpoint(checkpoint::Error),
     #[error("{0}")]
     Unexpected(String),
+    #[error("the secondary was promoted: {0}")]
+    Promoted(Box<crate::control::EpochRecord>),
     #[error("cancelled")]
     Cancelled,
 }
@@ -129,10 +131,27 @@ impl From<StageError> for RunError {
                 RunError::Internal(format!("writing the secondary failed permanently: {e}"))
             }
             StageError::Unexpected(m) => RunError::Internal(m),
+            StageError::Promoted(record) => RunError::Refused(promoted_message(&record)),
             StageError::Cancelled => RunError::Internal("cancelled".into()),
         }
     }
 }
+
+/// Why `run` will not write to a promoted secondary.
+pub fn promoted_message(record: &crate::control::EpochRecord) -> String {
+    format!(
+        "the secondary was promoted at epoch {} ({}): {record}. It is a primary now; `run` never \
+         writes to it. To protect it again, replicate into a new, empty cluster (docs/failover.md)",
+        record.epoch, record.at
+    )
+}
+
+/// How long a replicator refused by the secondary waits for a promotion's epoch record before it
+/// reports the refusal as such: longer than `promote` takes from revocation to epoch.
+pub const PROMOTION_GRACE: Duration = Duration::from_secs(40);
+
+/// How often a running replicator reads the control stream for a promotion.
+pub const CONTROL_POLL: Duration = Duration::from_secs(2);
 
 /// Counters and positions shared by the stages, read by progress reports and `status`.
 #[derive(Debug, Default)]
@@ -311,6 +330,118 @@ pub fn clients(config: &Config) -> Result<(Client, Client), RunError> {
     ))
 }
 
+/// Clients for commands that only read: the primary, and the secondary as `[secondary.admin]`
+/// when configured (reading the secondary's `$all` needs `$admins`), else as the replication user.
+///
+/// # Errors
+/// As [`clients`].
+pub fn reading_clients(config: &Config) -> Result<(Client, Client), RunError> {
+    let (primary, secondary) = clients(config)?;
+    Ok((primary, admin_client(config)?.unwrap_or(secondary)))
+}
+
+/// The `[secondary.admin]` client, if configured.
+///
+/// # Errors
+/// [`RunError::Config`] as [`clients`].
+pub fn admin_client(config: &Config) -> Result<Option<Client>, RunError> {
+    let Some(cfg) = config
+        .secondary
+        .admin_client_config()
+        .map_err(|e| RunError::Config(format!("[secondary.admin] {e}")))?
+    else {
+        return Ok(None);
+    };
+    Client::new(cfg)
+        .map(Some)
+        .map_err(|e| RunError::Config(format!("[secondary.admin] {e}")))
+}
+
+/// Sets up the secondary (with `[secondary.admin]`) or, without it, only checks that it is not
+/// promoted. Returns the client that reads the control stream while running.
+async fn prepare_secondary(
+    config: &Config,
+    secondary: &Client,
+    identity: &PrimaryId,
+    shutdown: &CancellationToken,
+    shared: &Shared,
+) -> Result<Option<Client>, RunError> {
+    use crate::control::{record, setup};
+    let replicator = config.secondary.username.clone().unwrap_or_default();
+    let Some(admin) = admin_client(config)? else {
+        tracing::warn!(
+            "no [secondary.admin] configured: the secondary is not fenced against application writes and cannot be promoted safely; see docs/failover.md"
+        );
+        if let Ok(Some(control)) = record::read(secondary).await {
+            if let Some(p) = control.promoted() {
+                return Err(RunError::Refused(promoted_message(p)));
+            }
+        }
+        return Ok(Some(secondary.clone()));
+    };
+    let login = admin_login(config);
+    let url = crate::status::public_url(
+        &reqwest::Url::parse(&config.primary.url).map_err(|e| RunError::Config(e.to_string()))?,
+    );
+    match retry(
+        "set up the secondary",
+        shutdown,
+        |_| {
+            shared.retries.fetch_add(1, AtomicOrdering::Relaxed);
+        },
+        || setup::ensure(&admin, &login, &replicator, identity, &url),
+    )
+    .await
+    {
+        Ok(done) => {
+            if done.fenced_now {
+                tracing::info!(replicator = %replicator, "the secondary is fenced: only the replication user and $admins may write user streams");
+            }
+            if done.replicator_is_admin == Some(true) || replicator == login {
+                tracing::warn!(
+                    replicator = %replicator,
+                    "THE REPLICATION USER IS A MEMBER OF $admins. Admins bypass ACLs, so promotion cannot fence this replicator: a replicator still running after `promote` could keep writing. Use a replication user outside $admins"
+                );
+            }
+            Ok(Some(admin))
+        }
+        Err(Gave::Cancelled) => Ok(None),
+        Err(Gave::Up(setup::SetupError::Promoted(p))) => {
+            Err(RunError::Refused(promoted_message(&p)))
+        }
+        Err(Gave::Up(e)) => Err(RunError::Refused(e.to_string())),
+    }
+}
+
+fn admin_login(config: &Config) -> String {
+    config
+        .secondary
+        .admin
+        .as_ref()
+        .map(|a| a.username.clone())
+        .unwrap_or_default()
+}
+
+/// Reads the control stream every [`CONTROL_POLL`] and stops the pipeline when the secondary
+/// has been promoted. Read errors are ignored: the writer's own errors say what is wrong.
+async fn watch_control(client: Client, stop: CancellationToken) -> Result<(), StageError> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(CONTROL_POLL) => {}
+        }
+        match crate::control::record::read(&client).await {
+            Ok(Some(control)) => {
+                if let Some(p) = control.promoted() {
+                    return Err(StageError::Promoted(Box::new(p.clone())));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the control stream"),
+        }
+    }
+}
+
 /// How a finished run ended.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
@@ -338,6 +469,16 @@ pub async fn run(
             checkpoint: existing.map(|c| c.position),
         });
     };
+    let control_reader =
+        match prepare_secondary(config, &secondary, &identity, &shutdown, &shared).await? {
+            Some(c) => c,
+            None => {
+                return Ok(Summary {
+                    progress: shared.snapshot(),
+                    checkpoint: existing.map(|c| c.position),
+                })
+            }
+        };
     let start = match &existing {
         Some(cp) if cp.primary != identity => {
             return Err(RunError::Refused(format!(
@@ -468,6 +609,10 @@ pub async fn run(
         "checkpointer",
         Box::pin(checkpointer.run(applied_rx, persisted_tx, abort.clone())),
     );
+    stage(
+        "control",
+        Box::pin(watch_control(control_reader.clone(), reader_stop.clone())),
+    );
     tracker.close();
 
     tokio::select! {
@@ -486,7 +631,25 @@ pub async fn run(
         tracker.wait().await;
     }
     let progress = shared.snapshot();
-    let error = first_error.lock().expect("error slot").take();
+    let mut error = first_error.lock().expect("error slot").take();
+    // A refused append is how a running replicator meets the fence: say why if it is a promotion.
+    // A promotion revokes the replication user before it writes the epoch, so give it the time
+    // it may take to get there.
+    if let Some(StageError::Secondary(esdb::Error::Unauthorized { .. })) = &error {
+        let deadline = tokio::time::Instant::now() + PROMOTION_GRACE;
+        loop {
+            if let Ok(Some(control)) = crate::control::record::read(&control_reader).await {
+                if let Some(p) = control.promoted() {
+                    error = Some(StageError::Promoted(Box::new(p.clone())));
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
     match error {
         Some(e) => Err(e.into()),
         None => Ok(Summary {

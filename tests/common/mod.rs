@@ -51,7 +51,7 @@ pub fn admin_client(url: &str) -> standby::esdb::Client {
 
 /// Runs `verify` between the two sides of `config` and returns the report.
 pub async fn verify(config: &standby::config::Config) -> standby::verify::VerifyReport {
-    let (primary, secondary) = standby::pipeline::clients(config).unwrap();
+    let (primary, secondary) = standby::pipeline::reading_clients(config).unwrap();
     standby::verify::verify(&primary, &secondary, &config.replication, |_| {})
         .await
         .expect("verify runs")
@@ -81,4 +81,29 @@ pub async fn wait_applied_to_head(
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Writes `clusters`' configuration as a TOML file (the replication user writes the secondary,
+/// `admin` sets it up and promotes it) and returns its path.
+pub fn write_config_file(clusters: &standby::demo::DemoClusters) -> PathBuf {
+    let (user, password) = standby::demo::REPLICATOR;
+    let path = clusters.dir.path().join("standby.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[primary]\nurl = {:?}\nusername = \"admin\"\npassword = \"changeit\"\n\n\
+             [secondary]\nurl = {:?}\nusername = {user:?}\npassword = {password:?}\n\n\
+             [secondary.admin]\nusername = \"admin\"\npassword = \"changeit\"\n\n\
+             [checkpoint]\npath = {:?}\n\n[replication]\nordering = {:?}\n",
+            clusters.primary.url(),
+            clusters.secondary.url(),
+            clusters.config.checkpoint.path,
+            match clusters.config.replication.ordering {
+                standby::config::Ordering::Global => "global",
+                standby::config::Ordering::Stream => "stream",
+            }
+        ),
+    )
+    .unwrap();
+    path
 }

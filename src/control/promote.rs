@@ -1,0 +1,837 @@
+//! `promote` and `switchover`: the only code that makes the secondary a primary.
+//!
+//! `promote`, in this order (design, "Promotion without split brain"):
+//!
+//! 1. read the control stream; already promoted → report it, change nothing;
+//! 2. measure: the last applied source position (local checkpoint or its copy on the secondary),
+//!    and, when the primary answers, the events it acknowledged that the secondary lacks;
+//! 3. refuse without `--force` when the primary answers or the lag exceeds `--max-lag`;
+//! 4. revoke the replication user: disable its account (it can no longer authenticate), and close
+//!    `$settings` to everyone but `$admins`;
+//! 5. wait until the secondary's log is quiet: a write authenticated just before the revocation
+//!    may still land, and it must land before the epoch, not after;
+//! 6. append the new epoch with the expected version read in 1 — the commit point: of two
+//!    concurrent promotions exactly one passes, the other reports the winner;
+//! 7. open `$settings` to applications without re-admitting the replication user;
+//! 8. `--fence-primary`: close the old primary's `$settings` likewise.
+//!
+//! Steps before 6 only take rights away, so repeating them is harmless; a promotion interrupted
+//! after 6 is completed by re-running `promote` (it reopens a secondary left closed).
+//!
+//! `switchover` fences the primary first, waits until the secondary holds everything the primary
+//! acknowledged, checks the tail's event ids, then promotes: nothing is lost. When it cannot, it
+//! removes the primary's fence again and says why.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::acl::{self, Principal, ADMINS};
+use super::record::{self, Appended, Control, ControlError, DataLoss, EpochRecord, Role};
+use super::tail::{self, Tail, TailEvent};
+use crate::checkpoint::CheckpointStore;
+use crate::config::Config;
+use crate::esdb::{self, Client, Lookup, SystemSettings};
+use crate::offsets::StreamOffsets;
+use crate::pipeline::checkpoint_copy;
+use crate::position::{Epoch, ExpectedVersion, Position};
+use crate::status::{last_timestamp_before, parse_timestamp, public_url};
+
+/// How long the secondary's log must stay unchanged after revocation before the epoch is written.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// Give up waiting for a quiet log after this long.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// Missing events listed in a report (all are counted).
+pub const LISTED_MISSING: usize = 10;
+
+/// What `promote` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct PromoteOptions {
+    pub force: bool,
+    pub dry_run: bool,
+    pub fence_primary: bool,
+    pub reason: Option<String>,
+    pub max_lag: Option<u64>,
+}
+
+/// How a promotion command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// This command promoted the secondary.
+    Promoted,
+    /// The secondary was already promoted (by an earlier or a concurrent command).
+    AlreadyPromoted,
+    /// `--dry-run`: nothing was changed.
+    DryRun,
+}
+
+/// What a promotion command found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteReport {
+    pub outcome: Outcome,
+    /// The promotion record (written, found, or that would be written).
+    pub record: EpochRecord,
+    /// Whether the old primary answered.
+    pub primary_reachable: bool,
+    /// The first missing events (all are counted in the record's data loss).
+    pub missing: Vec<TailEvent>,
+    /// What was done, in order.
+    pub steps: Vec<String>,
+    pub warnings: Vec<String>,
+    /// The old primary's `$settings` before it was fenced: write them back to undo the fence.
+    pub primary_settings_before: Option<Value>,
+}
+
+impl std::fmt::Display for PromoteReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head = match self.outcome {
+            Outcome::Promoted => "PROMOTED",
+            Outcome::AlreadyPromoted => "ALREADY PROMOTED (nothing changed)",
+            Outcome::DryRun => "DRY RUN (nothing changed); promoting would write",
+        };
+        writeln!(f, "{head}: {}", self.record)?;
+        if let Some(loss) = &self.record.data_loss {
+            match loss.events {
+                Some(events) => writeln!(
+                    f,
+                    "data loss: {events} events{} acknowledged by the old primary are not on this cluster; {} metadata/delete records after the last applied position; up to {} bytes of the primary's log; {} of primary time",
+                    if loss.note.as_deref().is_some_and(|n| n.contains("at least")) { " (at least)" } else { "" },
+                    loss.other_records.unwrap_or(0),
+                    loss.bytes.unwrap_or(0),
+                    loss.seconds.map_or_else(|| "unknown".to_owned(), |s| format!("{s:.1} s")),
+                )?,
+                None => writeln!(f, "data loss: unknown")?,
+            }
+            if let Some(note) = &loss.note {
+                writeln!(f, "  {note}")?;
+            }
+        }
+        for e in &self.missing {
+            writeln!(
+                f,
+                "  missing: {}@{} id {} type {}",
+                e.revision,
+                e.stream,
+                e.event_id.map_or_else(|| "?".into(), |i| i.to_string()),
+                e.event_type.as_deref().unwrap_or("?")
+            )?;
+        }
+        for s in &self.steps {
+            writeln!(f, "done: {s}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
+        }
+        if let Some(before) = &self.primary_settings_before {
+            writeln!(
+                f,
+                "the old primary is fenced; its $settings before were: {before}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a promotion command stopped; each maps to a documented exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    /// Exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Exit 3: refused, nothing promoted.
+    #[error("{0}")]
+    Refused(String),
+    /// Exit 5: the secondary cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Exit 1.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl PromoteError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PromoteError::Config(_) => crate::exit::USAGE,
+            PromoteError::Refused(_) => crate::exit::REFUSED,
+            PromoteError::Unreachable(_) => crate::exit::UNREACHABLE,
+            PromoteError::Internal(_) => crate::exit::INTERNAL,
+        }
+    }
+}
+
+fn secondary_err(doing: &str, e: esdb::Error) -> PromoteError {
+    let text = format!("{doing} on the secondary: {e}");
+    match e {
+        esdb::Error::Unauthorized { .. } => PromoteError::Refused(format!(
+            "{text}. Check [secondary.admin]: it must be a member of $admins"
+        )),
+        e if e.is_transient() => PromoteError::Unreachable(text),
+        _ => PromoteError::Internal(text),
+    }
+}
+
+fn control_err(e: ControlError) -> PromoteError {
+    match e {
+        ControlError::Client(e) => secondary_err("reading the control stream", e),
+        other => PromoteError::Refused(other.to_string()),
+    }
+}
+
+/// The clients and names a promotion needs.
+struct Sides {
+    primary: Client,
+    admin: Client,
+    admin_login: String,
+    replicator: String,
+}
+
+impl Sides {
+    fn new(config: &Config) -> Result<Sides, PromoteError> {
+        let admin_config = config
+            .secondary
+            .admin_client_config()
+            .map_err(|e| PromoteError::Config(e.to_string()))?
+            .ok_or_else(|| {
+                PromoteError::Config(
+                    "promotion needs [secondary.admin] (a member of $admins other than the replication user) in the configuration".into(),
+                )
+            })?;
+        let admin_login = admin_config
+            .credentials
+            .as_ref()
+            .map(|c| c.username.clone())
+            .unwrap_or_default();
+        let replicator = config.secondary.username.clone().ok_or_else(|| {
+            PromoteError::Config(
+                "secondary.username (the replication user) is not set: promotion must know whom to fence".into(),
+            )
+        })?;
+        let (primary, _) =
+            crate::pipeline::clients(config).map_err(|e| PromoteError::Config(e.to_string()))?;
+        let admin = Client::new(admin_config)
+            .map_err(|e| PromoteError::Config(format!("[secondary.admin] {e}")))?;
+        Ok(Sides {
+            primary,
+            admin,
+            admin_login,
+            replicator,
+        })
+    }
+}
+
+/// `standby promote` (see the module documentation).
+///
+/// # Errors
+/// [`PromoteError`]; nothing is promoted when it is returned, except an
+/// [`PromoteError::Internal`] after the epoch was written (re-running completes the promotion).
+pub async fn promote(
+    config: &Config,
+    options: &PromoteOptions,
+) -> Result<PromoteReport, PromoteError> {
+    let sides = Sides::new(config)?;
+    promote_with(&sides, config, options, "promote", None).await
+}
+
+/// The replication user as the secondary's user management knows it.
+struct Replicator {
+    groups: Vec<String>,
+    /// The account exists and can be disabled.
+    can_disable: bool,
+    disabled: bool,
+}
+
+async fn replicator(sides: &Sides, warnings: &mut Vec<String>) -> Result<Replicator, PromoteError> {
+    match sides.admin.get_user(&sides.replicator).await {
+        Ok(Lookup::Found(user)) => Ok(Replicator {
+            groups: user.groups,
+            can_disable: true,
+            disabled: user.disabled,
+        }),
+        Ok(_) => {
+            warnings.push(format!(
+                "the replication user {:?} is unknown to the secondary's user management; it is fenced by the write ACL only",
+                sides.replicator
+            ));
+            Ok(Replicator {
+                groups: Vec::new(),
+                can_disable: false,
+                disabled: false,
+            })
+        }
+        Err(e @ esdb::Error::NotFound { .. }) => {
+            warnings.push(format!(
+                "user management is not available on the secondary ({e}); the replication user is fenced by the write ACL only"
+            ));
+            Ok(Replicator {
+                groups: Vec::new(),
+                can_disable: false,
+                disabled: false,
+            })
+        }
+        Err(e) => Err(secondary_err("looking up the replication user", e)),
+    }
+}
+
+/// The last applied source position: the newer of the local checkpoint and its copy on the
+/// secondary.
+async fn last_applied(config: &Config, admin: &Client) -> Result<Position, PromoteError> {
+    let local = CheckpointStore::read(&config.checkpoint.path)
+        .ok()
+        .flatten()
+        .map(|c| c.position);
+    let copy = checkpoint_copy(admin)
+        .await
+        .map_err(|e| secondary_err("reading the checkpoint copy", e))?
+        .map(|c| c.position);
+    Ok(local.max(copy).unwrap_or(Position::START))
+}
+
+/// The primary's tail after `from`, or why it could not be measured.
+async fn measure(
+    sides: &Sides,
+    config: &Config,
+    from: Position,
+    check_ids: bool,
+) -> Result<Tail, String> {
+    let offsets = StreamOffsets::load(&sides.admin)
+        .await
+        .map_err(|e| format!("reading stream offsets on the secondary: {e}"))?;
+    tail::analyse(
+        &sides.primary,
+        &sides.admin,
+        &config.replication,
+        &offsets,
+        from,
+        check_ids,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn data_loss(primary: &Client, tail: &Tail) -> DataLoss {
+    let seconds = match tail.missing.last() {
+        None => Some(0.0),
+        Some(newest) => {
+            let applied_at = if tail.from == Position::START {
+                tail.missing.first().and_then(|e| e.updated.clone())
+            } else {
+                last_timestamp_before(primary, tail.from)
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            newest
+                .updated
+                .as_deref()
+                .and_then(parse_timestamp)
+                .zip(applied_at.as_deref().and_then(parse_timestamp))
+                .map(|(newest, applied)| (newest - applied).max(0.0))
+        }
+    };
+    DataLoss {
+        events: Some(tail.missing.len() as u64),
+        other_records: Some(tail.other_records),
+        bytes: Some(tail.bytes()),
+        seconds,
+        primary_head: Some(tail.head),
+        note: tail.truncated.then(|| {
+            format!(
+                "counting stopped at {} events: the loss is at least this",
+                tail::MAX_TAIL_EVENTS
+            )
+        }),
+    }
+}
+
+async fn promote_with(
+    sides: &Sides,
+    config: &Config,
+    options: &PromoteOptions,
+    verb: &str,
+    mut fenced_primary: Option<Option<SystemSettings>>,
+) -> Result<PromoteReport, PromoteError> {
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    let control = record::read(&sides.admin).await.map_err(control_err)?;
+    if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
+        let promoted = promoted.clone();
+        roll_forward(sides, &promoted, &mut steps).await?;
+        return Ok(PromoteReport {
+            outcome: Outcome::AlreadyPromoted,
+            record: promoted,
+            primary_reachable: false,
+            missing: Vec::new(),
+            steps,
+            warnings,
+            primary_settings_before: None,
+        });
+    }
+    if control.is_none() {
+        warnings.push(format!(
+            "the secondary has no {} record: `run` never set it up, so it was not fenced against application writes",
+            record::CONTROL_STREAM
+        ));
+    }
+    let user = replicator(sides, &mut warnings).await?;
+    if user.groups.iter().any(|g| g == ADMINS) {
+        let text = format!(
+            "the replication user {:?} is a member of $admins: admins bypass ACLs, so it cannot be fenced and a running replicator could keep writing after promotion",
+            sides.replicator
+        );
+        if !options.force {
+            return Err(PromoteError::Refused(format!(
+                "{text}. Stop the replicator and rerun with --force, and remove the replication user from $admins"
+            )));
+        }
+        warnings.push(text);
+    }
+    let before = match &control {
+        Some(c) => c.record.settings_before.clone().map(SystemSettings::new),
+        None => sides
+            .admin
+            .read_settings()
+            .await
+            .map_err(|e| secondary_err("reading $settings", e))?,
+    };
+    let write_roles = config.promotion.write_roles.as_deref();
+    let opened = acl::opened(before.as_ref(), write_roles);
+    let who = Principal {
+        login: &sides.replicator,
+        groups: &user.groups,
+    };
+    if acl::admits_writer(&acl::user_acl(Some(&opened)), who) {
+        if !user.can_disable {
+            return Err(PromoteError::Refused(format!(
+                "opening the secondary to applications would re-admit the replication user {:?} (Event Store ACLs have no deny), and its account cannot be disabled here. Set promotion.write_roles to the roles applications write with",
+                sides.replicator
+            )));
+        }
+        warnings.push(format!(
+            "the opened ACL admits the replication user {:?} by name, group or $all; it stays disabled. Do not enable it while this cluster is a primary (or set promotion.write_roles)",
+            sides.replicator
+        ));
+    }
+
+    // Measure.
+    let mut applied = last_applied(config, &sides.admin).await?;
+    let mut tail = measure(sides, config, applied, false).await;
+    let primary_reachable = tail.is_ok();
+    if let Some(limit) = options.max_lag {
+        let lag = tail.as_ref().ok().map(|t| t.missing.len() as u64);
+        match lag {
+            Some(lag) if lag > limit && !options.force => {
+                return Err(PromoteError::Refused(format!(
+                    "the secondary lacks {lag} events the primary acknowledged, more than --max-lag {limit}; rerun with --force to accept the loss"
+                )))
+            }
+            None if !options.force => {
+                return Err(PromoteError::Refused(format!(
+                    "the lag cannot be measured (the primary does not answer), so --max-lag {limit} cannot be checked; rerun without --max-lag, or with --force"
+                )))
+            }
+            _ => {}
+        }
+    }
+    if let Ok(t) = &tail {
+        if !options.force {
+            return Err(PromoteError::Refused(format!(
+                "the primary {} still answers (head {}); promoting now would leave two writable clusters and lose {} events. Use `standby switchover` for a lossless handover, or fence or stop the primary and rerun with --force",
+                public_url(sides.primary.base_url()),
+                t.head,
+                t.missing.len()
+            )));
+        }
+    }
+
+    let epoch = control
+        .as_ref()
+        .map_or(Epoch::new(1), |c| c.record.epoch)
+        .next()
+        .ok_or_else(|| PromoteError::Internal("the epoch counter is exhausted".into()))?;
+    let make_record = |applied: Position, tail: &Result<Tail, String>, loss: DataLoss| {
+        EpochRecord {
+        epoch,
+        role: Role::Primary,
+        at: record::utc_now(),
+        by: sides.admin_login.clone(),
+        primary: control.as_ref().and_then(|c| c.record.primary.clone()),
+        primary_url: Some(public_url(sides.primary.base_url())),
+        replication_user: Some(sides.replicator.clone()),
+        settings_before: before.as_ref().map(|s| s.as_json().clone()),
+        reason: options.reason.clone(),
+        last_applied: Some(applied),
+        data_loss: Some(match tail {
+            Ok(_) => loss,
+            Err(e) => DataLoss {
+                events: None,
+                other_records: None,
+                bytes: None,
+                seconds: None,
+                primary_head: None,
+                note: Some(format!(
+                    "the primary does not answer ({e}): everything it acknowledged after {applied} is not on this cluster. When it is reachable, `standby divergence` lists those events"
+                )),
+            },
+        }),
+        opened_settings: Some(opened.as_json().clone()),
+        replication_user_disabled: Some(user.can_disable),
+        verb: Some(verb.to_owned()),
+    }
+    };
+    let missing_of = |tail: &Result<Tail, String>| {
+        tail.as_ref()
+            .map(|t| t.missing.iter().take(LISTED_MISSING).cloned().collect())
+            .unwrap_or_default()
+    };
+
+    if options.dry_run {
+        let loss = match &tail {
+            Ok(t) => data_loss(&sides.primary, t).await,
+            Err(_) => DataLoss::default_unknown(),
+        };
+        return Ok(PromoteReport {
+            outcome: Outcome::DryRun,
+            record: make_record(applied, &tail, loss),
+            primary_reachable,
+            missing: missing_of(&tail),
+            steps: vec![
+                format!("would disable the replication user {:?}", sides.replicator),
+                "would close $settings to everyone but $admins, wait for a quiet log, write the epoch, then open $settings to applications".into(),
+            ],
+            warnings,
+            primary_settings_before: None,
+        });
+    }
+
+    // Revoke.
+    if user.can_disable && !user.disabled {
+        sides
+            .admin
+            .disable_user(&sides.replicator)
+            .await
+            .map_err(|e| secondary_err("disabling the replication user", e))?;
+        steps.push(format!(
+            "disabled the replication user {:?}",
+            sides.replicator
+        ));
+    }
+    sides
+        .admin
+        .write_settings(
+            &acl::closed(before.as_ref()),
+            uuid::Uuid::new_v4(),
+            None,
+            ExpectedVersion::Any,
+        )
+        .await
+        .map_err(|e| secondary_err("closing $settings", e))?;
+    steps.push("closed the secondary's $settings to everyone but $admins".into());
+    settle(&sides.admin).await?;
+    steps
+        .push("the secondary's log is quiet: no write of the replication user is in flight".into());
+
+    // Measure again: the replicator may have applied more before it was revoked.
+    applied = last_applied(config, &sides.admin).await?;
+    if primary_reachable {
+        tail = measure(sides, config, applied, false).await;
+    }
+    let loss = match &tail {
+        Ok(t) => data_loss(&sides.primary, t).await,
+        Err(_) => DataLoss::default_unknown(),
+    };
+    let mut record = make_record(applied, &tail, loss);
+
+    // Commit point.
+    let mut after = control.as_ref().map(|c| c.number);
+    loop {
+        match record::append(&sides.admin, after, &record)
+            .await
+            .map_err(control_err)?
+        {
+            Appended::Written(_) => break,
+            Appended::Lost(Some(winner)) if winner.promoted().is_some() => {
+                let won = winner.record;
+                let mut steps = steps;
+                steps.push(format!("another promotion wrote epoch {} first", won.epoch));
+                roll_forward(sides, &won, &mut steps).await?;
+                return Ok(PromoteReport {
+                    outcome: Outcome::AlreadyPromoted,
+                    record: won,
+                    primary_reachable,
+                    missing: Vec::new(),
+                    steps,
+                    warnings,
+                    primary_settings_before: None,
+                });
+            }
+            // `run`'s setup wrote a secondary record meanwhile: promote after it.
+            Appended::Lost(Some(other)) => {
+                record.epoch = other.record.epoch.next().unwrap_or(record.epoch);
+                after = Some(other.number);
+            }
+            Appended::Lost(None) => after = None,
+        }
+    }
+    steps.push(format!(
+        "wrote epoch {} to {}",
+        record.epoch,
+        record::CONTROL_STREAM
+    ));
+
+    sides
+        .admin
+        .write_settings(&opened, uuid::Uuid::new_v4(), None, ExpectedVersion::Any)
+        .await
+        .map_err(|e| {
+            PromoteError::Internal(format!(
+                "the secondary is promoted (epoch {}) but opening it to applications failed: {e}. Rerun `standby promote` to complete it",
+                record.epoch
+            ))
+        })?;
+    steps.push("opened the secondary's $settings to applications".into());
+
+    if options.fence_primary && fenced_primary.is_none() {
+        match fence_primary(&sides.primary).await {
+            Ok(before) => {
+                steps
+                    .push("fenced the old primary: only $admins may write its user streams".into());
+                fenced_primary = Some(before);
+            }
+            Err(e) => warnings.push(format!("could not fence the old primary: {e}")),
+        }
+    }
+    Ok(PromoteReport {
+        outcome: Outcome::Promoted,
+        missing: missing_of(&tail),
+        record,
+        primary_reachable,
+        steps,
+        warnings,
+        primary_settings_before: fenced_primary
+            .map(|b| b.map_or(Value::Null, |s| s.as_json().clone())),
+    })
+}
+
+impl DataLoss {
+    fn default_unknown() -> DataLoss {
+        DataLoss {
+            events: None,
+            other_records: None,
+            bytes: None,
+            seconds: None,
+            primary_head: None,
+            note: None,
+        }
+    }
+}
+
+/// Completes a recorded promotion whose opening did not happen: the secondary still closed.
+async fn roll_forward(
+    sides: &Sides,
+    promoted: &EpochRecord,
+    steps: &mut Vec<String>,
+) -> Result<(), PromoteError> {
+    let Some(opened) = &promoted.opened_settings else {
+        return Ok(());
+    };
+    let before = promoted.settings_before.clone().map(SystemSettings::new);
+    let current = sides
+        .admin
+        .read_settings()
+        .await
+        .map_err(|e| secondary_err("reading $settings", e))?;
+    if current.as_ref() == Some(&acl::closed(before.as_ref())) {
+        sides
+            .admin
+            .write_settings(
+                &SystemSettings::new(opened.clone()),
+                uuid::Uuid::new_v4(),
+                None,
+                ExpectedVersion::Any,
+            )
+            .await
+            .map_err(|e| secondary_err("opening $settings", e))?;
+        steps.push(format!(
+            "completed epoch {}: opened the secondary's $settings to applications",
+            promoted.epoch
+        ));
+    }
+    Ok(())
+}
+
+/// Closes the primary's `$settings` to everyone but `$admins`; returns the settings before.
+async fn fence_primary(primary: &Client) -> Result<Option<SystemSettings>, esdb::Error> {
+    let before = primary.read_settings().await?;
+    primary
+        .write_settings(
+            &acl::closed(before.as_ref()),
+            uuid::Uuid::new_v4(),
+            None,
+            ExpectedVersion::Any,
+        )
+        .await?;
+    Ok(before)
+}
+
+/// Puts the primary's settings back (undoing [`fence_primary`]).
+async fn unfence_primary(
+    primary: &Client,
+    before: Option<&SystemSettings>,
+) -> Result<(), esdb::Error> {
+    let settings = before
+        .cloned()
+        .unwrap_or_else(|| SystemSettings::new(Value::Object(Default::default())));
+    primary
+        .write_settings(&settings, uuid::Uuid::new_v4(), None, ExpectedVersion::Any)
+        .await
+        .map(|_| ())
+}
+
+/// Waits until the secondary's `$all` head has not moved for [`SETTLE`].
+async fn settle(admin: &Client) -> Result<(), PromoteError> {
+    let started = Instant::now();
+    let mut head = crate::demo::primary_head(admin)
+        .await
+        .map_err(|e| secondary_err("reading the head of $all", e))?;
+    let mut quiet_since = Instant::now();
+    loop {
+        tokio::time::sleep(SETTLE / 4).await;
+        let now = crate::demo::primary_head(admin)
+            .await
+            .map_err(|e| secondary_err("reading the head of $all", e))?;
+        if now != head {
+            head = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= SETTLE {
+            return Ok(());
+        }
+        if started.elapsed() > SETTLE_LIMIT {
+            return Err(PromoteError::Refused(format!(
+                "the secondary is still being written {SETTLE_LIMIT:?} after the replication user was revoked: an admin is writing (is the replication user in $admins?). Nothing was promoted; the secondary is closed to everyone but $admins. Stop the writer and rerun"
+            )));
+        }
+    }
+}
+
+/// `standby switchover` (see the module documentation).
+///
+/// # Errors
+/// [`PromoteError`]; on a refusal the primary's fence has been removed again.
+pub async fn switchover(
+    config: &Config,
+    timeout: Duration,
+    reason: Option<String>,
+) -> Result<PromoteReport, PromoteError> {
+    let sides = Sides::new(config)?;
+    if let Some(promoted) = record::read(&sides.admin)
+        .await
+        .map_err(control_err)?
+        .as_ref()
+        .and_then(Control::promoted)
+    {
+        return Ok(PromoteReport {
+            outcome: Outcome::AlreadyPromoted,
+            record: promoted.clone(),
+            primary_reachable: false,
+            missing: Vec::new(),
+            steps: Vec::new(),
+            warnings: Vec::new(),
+            primary_settings_before: None,
+        });
+    }
+    let start = last_applied(config, &sides.admin).await?;
+    let before = fence_primary(&sides.primary).await.map_err(|e| {
+        PromoteError::Refused(format!(
+            "cannot fence the primary ({e}); switchover needs a reachable primary and [primary] credentials in $admins. Nothing was changed. If the primary is lost, use `standby promote`"
+        ))
+    })?;
+    let undo = |why: String| {
+        let primary = &sides.primary;
+        let before = before.clone();
+        async move {
+            match unfence_primary(primary, before.as_ref()).await {
+                Ok(()) => PromoteError::Refused(format!(
+                    "{why}. The primary's fence was removed: applications can write to it again. Nothing was promoted"
+                )),
+                Err(e) => PromoteError::Refused(format!(
+                    "{why}. Removing the primary's fence failed too ({e}): it is still read-only for applications. To undo it, write these $settings to the primary as an admin: {}",
+                    before.as_ref().map_or_else(|| "{}".to_owned(), |s| s.as_json().to_string())
+                )),
+            }
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    let mut moved_after_fence = false;
+    loop {
+        let head = match crate::demo::primary_head(&sides.primary).await {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(undo(format!(
+                    "the primary stopped answering during switchover: {e}"
+                ))
+                .await)
+            }
+        };
+        let applied = last_applied(config, &sides.admin).await?;
+        if applied.commit() >= head.commit() {
+            match measure(&sides, config, start, true).await {
+                // Admins bypass the fence: drain again if one still wrote meanwhile.
+                Ok(t) if t.missing.is_empty() && t.mismatched.is_empty() => {
+                    if t.head.commit() <= head.commit() {
+                        break;
+                    }
+                    moved_after_fence = true;
+                }
+                Ok(t) if !t.mismatched.is_empty() => {
+                    let m = &t.mismatched[0];
+                    return Err(undo(format!(
+                        "the secondary holds a different event at {}@{} (primary id {:?}, secondary id {}): the clusters diverged; run `standby verify`",
+                        m.primary.revision, m.primary.stream, m.primary.event_id, m.secondary_id
+                    ))
+                    .await);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(undo(format!("checking the tail failed: {e}")).await),
+            }
+        }
+        if Instant::now() >= deadline {
+            let why = if moved_after_fence {
+                "the fenced primary kept receiving writes (members of $admins bypass the fence: stop them)"
+            } else {
+                "is `standby run` running?"
+            };
+            return Err(undo(format!(
+                "the secondary did not catch up within {timeout:?}: it has applied up to {applied}, the fenced primary's head is {head}; {why}"
+            ))
+            .await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let options = PromoteOptions {
+        force: true,
+        dry_run: false,
+        fence_primary: false,
+        reason: reason.or_else(|| Some("switchover".into())),
+        max_lag: Some(0),
+    };
+    let mut report = promote_with(&sides, config, &options, "switchover", Some(before.clone()))
+        .await
+        .map_err(|e| {
+            PromoteError::Refused(format!(
+                "{e} (the primary stays fenced; see docs/failover.md to undo)"
+            ))
+        })?;
+    report.steps.insert(
+        0,
+        "fenced the primary: only $admins may write its user streams".into(),
+    );
+    report.steps.insert(
+        1,
+        "the secondary holds every event the primary acknowledged, with the same ids".into(),
+    );
+    report.primary_settings_before = Some(before.map_or(Value::Null, |s| s.as_json().clone()));
+    Ok(report)
+}

@@ -1,0 +1,476 @@
+//! Promotion without split brain, end to end between two in-process dev nodes: the replication
+//! user is not in `$admins`, `[secondary.admin]` sets the secondary up and promotes it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use standby::config::{Config, Ordering};
+use standby::control::{self, Outcome, PromoteOptions, Role, CONTROL_STREAM};
+use standby::demo::{DemoClusters, APPLICATION, REPLICATOR};
+use standby::esdb::{
+    self, Client, ClientConfig, Credentials, Embed, EventData, Lookup, PageSize, ReadOptions,
+};
+use standby::pipeline::{self, RunError, Shared, Summary};
+use standby::position::{ExpectedVersion, Position, StreamRevision};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use common::{admin_client, clusters, verify, wait_applied_to_head, write_config_file};
+
+type Run = JoinHandle<Result<Summary, RunError>>;
+
+fn client_as(url: &str, (user, password): (&str, &str)) -> Client {
+    let config = ClientConfig::new(reqwest::Url::parse(url).unwrap())
+        .with_credentials(Credentials::new(user, password));
+    Client::new(config).unwrap()
+}
+
+fn start_run(config: &Config) -> (Arc<Shared>, CancellationToken, Run) {
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
+    };
+    (shared, stop, run)
+}
+
+/// Waits for `run` to stop by itself and returns how.
+async fn run_outcome(run: Run) -> Result<Summary, RunError> {
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the replicator stops within 60 s")
+        .unwrap()
+}
+
+async fn wait_events_written(shared: &Shared, at_least: u64, run: &Run) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while shared.snapshot().events_written < at_least {
+        assert!(!run.is_finished(), "replication stopped early");
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replicates a small workload to the head, stops `run` cleanly.
+async fn replicated(c: &DemoClusters, events: u64) {
+    let primary = admin_client(&c.primary.url());
+    let (shared, stop, run) = start_run(&c.config);
+    standby::demo::workload(
+        &primary,
+        "pre",
+        events,
+        20,
+        3,
+        &CancellationToken::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    run.await.unwrap().expect("clean stop");
+}
+
+fn forced(reason: &str) -> PromoteOptions {
+    PromoteOptions {
+        force: true,
+        reason: Some(reason.into()),
+        ..PromoteOptions::default()
+    }
+}
+
+/// Every record of the secondary's `$all` after `from`.
+async fn records_after(secondary: &Client, from: Position) -> Vec<String> {
+    let page = secondary
+        .read_all_forward(from, PageSize::MAX, &ReadOptions::embed(Embed::None))
+        .await
+        .unwrap();
+    page.entries
+        .iter()
+        .map(|e| format!("{}@{}", e.revision(), e.stream()))
+        .collect()
+}
+
+async fn control_records(secondary: &Client) -> Vec<control::EpochRecord> {
+    let Lookup::Found(page) = secondary
+        .read_stream_forward(
+            CONTROL_STREAM,
+            StreamRevision::START,
+            PageSize::MAX,
+            &ReadOptions::embed(Embed::Body),
+        )
+        .await
+        .unwrap()
+    else {
+        return Vec::new();
+    };
+    page.entries
+        .iter()
+        .map(|e| serde_json::from_slice(e.as_event().unwrap().data.as_ref().unwrap()).unwrap())
+        .collect()
+}
+
+/// The acknowledged `(stream, event id)`s of a load and the error that ended it.
+type Load = (Vec<(String, Uuid)>, Option<esdb::Error>);
+
+/// A steady load on the primary: batches of 10 events over 50 streams every 5 ms (at most
+/// 2,000 events/s), until `stop` fires or an append fails. Returns the acknowledged event ids and
+/// the error that ended it.
+fn steady_load(
+    primary: &Client,
+    prefix: &'static str,
+    stop: CancellationToken,
+) -> JoinHandle<Load> {
+    let primary = primary.clone();
+    tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        for batch in 0u64.. {
+            if stop.is_cancelled() || batch > 100_000 {
+                return (acknowledged, None);
+            }
+            let stream = format!("{prefix}-{}", batch % 50);
+            let events: Vec<EventData> = (0..10).flat_map(|i| one_event(batch * 10 + i)).collect();
+            match primary
+                .append_events(&stream, &events, ExpectedVersion::Any)
+                .await
+            {
+                Ok(_) => acknowledged.extend(events.iter().map(|e| (stream.clone(), e.event_id))),
+                Err(e) => return (acknowledged, Some(e)),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (acknowledged, None)
+    })
+}
+
+fn one_event(i: u64) -> Vec<EventData> {
+    vec![EventData::json(
+        Uuid::new_v4(),
+        "Written",
+        Bytes::from(format!(r#"{{"i":{i}}}"#)),
+    )]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_under_load_fences_the_running_replicator() {
+    let c = clusters(Ordering::Stream).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    let (shared, _stop, run) = start_run(&c.config);
+    let load_stop = CancellationToken::new();
+    let load = steady_load(&primary, "load", load_stop.clone());
+    wait_events_written(&shared, 2_000, &run).await;
+    assert!(!load.is_finished(), "the load must still run at promotion");
+
+    let report = control::promote(&c.config, &forced("drill under load"))
+        .await
+        .expect("promote");
+    let promoted_at = standby::demo::primary_head(&secondary).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_eq!(report.record.role, Role::Primary);
+    assert!(report.primary_reachable);
+
+    // The replicator meets the fence and stops with exit code 3, naming the promotion.
+    let err = run_outcome(run)
+        .await
+        .expect_err("the replicator must stop");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    assert!(err.to_string().contains("epoch 2"), "{err}");
+    assert!(err.to_string().contains("drill under load"), "{err}");
+    load_stop.cancel();
+    let _ = load.await;
+
+    // Nothing reached the secondary after promote returned: no replicated event, no checkpoint
+    // copy, nothing.
+    assert_eq!(
+        records_after(&secondary, promoted_at).await,
+        Vec::<String>::new()
+    );
+    // The replication user cannot even authenticate.
+    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    assert!(matches!(
+        replicator
+            .append_events("fenced", &one_event(0), ExpectedVersion::Any)
+            .await,
+        Err(esdb::Error::Unauthorized { .. })
+    ));
+    // The loss bound is what the primary holds beyond the secondary.
+    assert!(report.record.data_loss.unwrap().events.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_promotions_write_one_epoch_and_open_the_secondary_to_applications() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 500).await;
+    let secondary = admin_client(&c.secondary.url());
+    let app = client_as(&c.secondary.url(), APPLICATION);
+
+    // A standby refuses application writes.
+    let refused = app
+        .append_events("app-stream", &one_event(1), ExpectedVersion::Any)
+        .await;
+    assert!(
+        matches!(refused, Err(esdb::Error::Unauthorized { .. })),
+        "{refused:?}"
+    );
+
+    let (first, second) = (forced("first"), forced("second"));
+    let (a, b) = tokio::join!(
+        control::promote(&c.config, &first),
+        control::promote(&c.config, &second)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut outcomes = [a.outcome, b.outcome];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(outcomes, [Outcome::AlreadyPromoted, Outcome::Promoted]);
+    assert_eq!(a.record.epoch, b.record.epoch, "both report the same epoch");
+    let records = control_records(&secondary).await;
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.epoch.get(), r.role))
+            .collect::<Vec<_>>(),
+        vec![(1, Role::Secondary), (2, Role::Primary)]
+    );
+
+    // The application writes now.
+    app.append_events("app-stream", &one_event(2), ExpectedVersion::Any)
+        .await
+        .expect("a promoted secondary accepts application writes");
+
+    // Re-running reports the promotion and changes nothing.
+    let head = standby::demo::primary_head(&secondary).await.unwrap();
+    let again = control::promote(&c.config, &forced("third")).await.unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyPromoted);
+    assert_eq!(again.record.epoch.get(), 2);
+    assert_eq!(records_after(&secondary, head).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_refuses_while_the_primary_answers_and_a_dry_run_changes_nothing() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 300).await;
+    let secondary = admin_client(&c.secondary.url());
+    let head = standby::demo::primary_head(&secondary).await.unwrap();
+
+    let err = control::promote(&c.config, &PromoteOptions::default())
+        .await
+        .expect_err("the primary answers");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED);
+    assert!(err.to_string().contains("switchover"), "{err}");
+
+    let dry = control::promote(
+        &c.config,
+        &PromoteOptions {
+            dry_run: true,
+            ..forced("dry")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.outcome, Outcome::DryRun);
+    assert_eq!(dry.record.data_loss.unwrap().events, Some(0));
+
+    // --max-lag: refused when more would be lost.
+    let primary = admin_client(&c.primary.url());
+    for i in 0..3 {
+        primary
+            .append_events("late", &one_event(i), ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    let err = control::promote(
+        &c.config,
+        &PromoteOptions {
+            max_lag: Some(2),
+            ..PromoteOptions::default()
+        },
+    )
+    .await
+    .expect_err("3 events > --max-lag 2");
+    assert!(err.to_string().contains("max-lag"), "{err}");
+
+    assert_eq!(records_after(&secondary, head).await, Vec::<String>::new());
+    let records = control_records(&secondary).await;
+    assert_eq!(records.len(), 1, "still only epoch 1");
+    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    replicator
+        .read_stream_metadata("late")
+        .await
+        .expect("the replication user is still enabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_under_load_loses_nothing() {
+    let c = clusters(Ordering::Stream).await;
+    let (shared, _stop, run) = start_run(&c.config);
+    // Applications write as a user outside $admins: admins bypass the fence (contract §8).
+    let app = client_as(&c.primary.url(), APPLICATION);
+    let load = steady_load(&app, "switch", CancellationToken::new());
+    wait_events_written(&shared, 2_000, &run).await;
+    assert!(!load.is_finished(), "the load must still run at switchover");
+
+    let report = match control::switchover(&c.config, Duration::from_secs(120), None).await {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "switchover: {e}; replicator: {:?}",
+            run.is_finished().then(|| shared.snapshot())
+        ),
+    };
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_eq!(
+        report.record.data_loss.as_ref().unwrap().events,
+        Some(0),
+        "{report}"
+    );
+    assert!(report.primary_settings_before.is_some());
+
+    // The fenced primary refuses the load's next append; everything it acknowledged before is on
+    // the secondary.
+    let (acknowledged, error) = load.await.unwrap();
+    assert!(
+        matches!(error, Some(esdb::Error::Unauthorized { .. })),
+        "{error:?}"
+    );
+    let secondary = admin_client(&c.secondary.url());
+    let mut on_secondary = std::collections::HashSet::new();
+    for stream in acknowledged
+        .iter()
+        .map(|(s, _)| s)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let mut from = StreamRevision::START;
+        loop {
+            let Lookup::Found(page) = secondary
+                .read_stream_forward(
+                    stream,
+                    from,
+                    PageSize::MAX,
+                    &ReadOptions::embed(Embed::Rich),
+                )
+                .await
+                .unwrap()
+            else {
+                break;
+            };
+            on_secondary.extend(
+                page.entries
+                    .iter()
+                    .filter_map(|e| e.as_event().map(|e| e.event_id)),
+            );
+            match page.next {
+                Some(next) if !page.entries.is_empty() => from = next,
+                _ => break,
+            }
+        }
+    }
+    for (stream, id) in &acknowledged {
+        assert!(
+            on_secondary.contains(id),
+            "acknowledged {id} of {stream} is missing"
+        );
+    }
+    let err = run_outcome(run).await.expect_err("the replicator stops");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_promotion_reports_the_real_loss_and_divergence_exports_the_orphaned_tail() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 1_000).await;
+    let primary = admin_client(&c.primary.url());
+    // 37 events the secondary never sees: some in replicated streams, some in new ones.
+    let mut orphaned = Vec::new();
+    for i in 0..37u64 {
+        let events = one_event(i);
+        orphaned.push(events[0].event_id);
+        let stream = if i % 2 == 0 {
+            "pre-1".to_owned()
+        } else {
+            format!("orphan-{}", i % 5)
+        };
+        primary
+            .append_events(&stream, &events, ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+
+    let report = control::promote(&c.config, &forced("primary lost"))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted);
+    let loss = report.record.data_loss.clone().unwrap();
+    assert_eq!(loss.events, Some(37), "{report}");
+    assert!(report.to_string().contains("37 events"), "{report}");
+
+    // `run` against the promoted secondary: exit 3 with the promotion's details.
+    let err = pipeline::run(&c.config, CancellationToken::new(), Arc::default())
+        .await
+        .expect_err("run must refuse a promoted secondary");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED);
+    let text = err.to_string();
+    assert!(
+        text.contains("epoch 2") && text.contains("primary lost"),
+        "{text}"
+    );
+
+    // Writes that reach the old primary afterwards are orphaned too.
+    for i in 100..105u64 {
+        let events = one_event(i);
+        orphaned.push(events[0].event_id);
+        primary
+            .append_events("after-promotion", &events, ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    let out = c.dir.path().join("orphaned.jsonl");
+    let export = control::divergence::export(&c.config, &out).await.unwrap();
+    assert_eq!(export.events, 42);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let exported: Vec<Uuid> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["data_encoding"], "json");
+            v["event_id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        exported, orphaned,
+        "exactly the orphaned events, in the primary's order"
+    );
+    // The binary drives the same export (exit 0), and a refusal is exit 3.
+    let config = write_config_file(&c);
+    let out2 = c.dir.path().join("again.jsonl");
+    let divergence = tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["divergence", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out2)
+        .output()
+        .await
+        .unwrap();
+    assert!(divergence.status.success(), "{divergence:?}");
+    assert!(String::from_utf8_lossy(&divergence.stdout).contains("exported 42 events"));
+    assert_eq!(std::fs::read_to_string(&out2).unwrap(), text);
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("promoted at epoch 2"));
+}
