@@ -39,6 +39,21 @@ pub const REPLICATOR: (&str, &str) = ("replicator", "changeit");
 /// promotion, a fenced primary after.
 pub const APPLICATION: (&str, &str) = ("app", "changeit");
 
+/// The dev node configuration of a demo node stored in `dir`: both know [`APPLICATION`], the
+/// secondary also [`REPLICATOR`]. Restart a node with the same configuration.
+pub fn node_config(dir: &std::path::Path, secondary: bool) -> devnode::NodeConfig {
+    let config = devnode::NodeConfig::on_disk(dir.to_path_buf()).user(devnode::User::new(
+        APPLICATION.0,
+        APPLICATION.1,
+        &[],
+    ));
+    if secondary {
+        config.user(devnode::User::new(REPLICATOR.0, REPLICATOR.1, &[]))
+    } else {
+        config
+    }
+}
+
 /// Starts the two nodes and writes the configuration: the primary is read as `admin`; the
 /// secondary is written by [`REPLICATOR`] and set up and promoted by `admin` (the dev node's
 /// default `$admins` user). The secondary also knows [`APPLICATION`].
@@ -47,21 +62,12 @@ pub const APPLICATION: (&str, &str) = ("app", "changeit");
 /// When a node cannot start or the temporary directory cannot be made.
 pub async fn start_clusters(ordering: Ordering) -> Result<DemoClusters, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let start = |name: &str| devnode::NodeConfig::on_disk(dir.path().join(name));
-    let primary = devnode::Node::start(start("primary").user(devnode::User::new(
-        APPLICATION.0,
-        APPLICATION.1,
-        &[],
-    )))
-    .await
-    .map_err(|e| format!("primary dev node: {e}"))?;
-    let secondary = devnode::Node::start(
-        start("secondary")
-            .user(devnode::User::new(REPLICATOR.0, REPLICATOR.1, &[]))
-            .user(devnode::User::new(APPLICATION.0, APPLICATION.1, &[])),
-    )
-    .await
-    .map_err(|e| format!("secondary dev node: {e}"))?;
+    let primary = devnode::Node::start(node_config(&dir.path().join("primary"), false))
+        .await
+        .map_err(|e| format!("primary dev node: {e}"))?;
+    let secondary = devnode::Node::start(node_config(&dir.path().join("secondary"), true))
+        .await
+        .map_err(|e| format!("secondary dev node: {e}"))?;
     let endpoint = |url: String, (user, password): (&str, &str)| EndpointConfig {
         url,
         username: Some(user.into()),
@@ -327,27 +333,96 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<u8
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    run_stop.cancel();
-    let summary = replication
-        .await
-        .map_err(|e| format!("replication task: {e}"))?;
-    match summary {
-        Ok(s) => println!(
-            "  replicated {} events in {:.1}s; checkpoint {}",
-            s.progress.events_written,
-            started.elapsed().as_secs_f64(),
-            s.checkpoint
-                .map_or_else(|| "none".into(), |c| c.to_string())
-        ),
-        Err(e) => {
-            println!("  replication stopped: {e}");
-            return Ok(e.exit_code());
-        }
+    if replication.is_finished() || shutdown.is_cancelled() {
+        run_stop.cancel();
+        return match replication
+            .await
+            .map_err(|e| format!("replication task: {e}"))?
+        {
+            Err(e) => {
+                println!("  replication stopped: {e}");
+                Ok(e.exit_code())
+            }
+            Ok(_) => Ok(crate::exit::OK),
+        };
     }
+    println!(
+        "  caught up: replicated {} events in {:.1}s",
+        shared.snapshot().events_written,
+        started.elapsed().as_secs_f64()
+    );
     let code = verify_step(&clusters).await?;
+    if code != crate::exit::OK {
+        run_stop.cancel();
+        let _ = replication.await;
+        return Ok(code);
+    }
+    let code = promotion_step(&clusters, replication).await?;
     clusters.primary.stop().await;
     clusters.secondary.stop().await;
     Ok(code)
+}
+
+/// A planned switchover while the replicator runs, then an application write on each side.
+async fn promotion_step(
+    clusters: &DemoClusters,
+    replication: tokio::task::JoinHandle<Result<pipeline::Summary, pipeline::RunError>>,
+) -> Result<u8, String> {
+    println!("  switchover: fencing the primary, draining, promoting the secondary");
+    let report = match crate::control::switchover(
+        &clusters.config,
+        Duration::from_secs(60),
+        Some("standby demo".into()),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            println!("  switchover refused: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    for line in report.to_string().lines() {
+        println!("    {line}");
+    }
+    match replication
+        .await
+        .map_err(|e| format!("replication task: {e}"))?
+    {
+        Err(e) => println!(
+            "  the replicator stopped itself (exit code {}): {e}",
+            e.exit_code()
+        ),
+        Ok(_) => println!("  the replicator stopped"),
+    }
+    let app = |url: String| {
+        let config = esdb::ClientConfig::new(reqwest::Url::parse(&url).map_err(|e| e.to_string())?)
+            .with_credentials(esdb::Credentials::new(APPLICATION.0, APPLICATION.1));
+        Client::new(config).map_err(|e| e.to_string())
+    };
+    let event = || {
+        vec![EventData::json(
+            Uuid::new_v4(),
+            "DemoAfterPromotion",
+            Bytes::from_static(br#"{"hello":"new primary"}"#),
+        )]
+    };
+    let on_new = app(clusters.secondary.url())?
+        .append_events("demo-after-promotion", &event(), ExpectedVersion::Any)
+        .await;
+    let on_old = app(clusters.primary.url())?
+        .append_events("demo-after-promotion", &event(), ExpectedVersion::Any)
+        .await;
+    println!(
+        "  application write to the promoted secondary: {}\n  application write to the fenced old primary: {}",
+        on_new.as_ref().map_or_else(|e| format!("refused ({e})"), |_| "accepted".into()),
+        on_old.as_ref().map_or_else(|e| format!("refused ({})", e.kind()), |_| "accepted".into())
+    );
+    Ok(if on_new.is_ok() && on_old.is_err() {
+        crate::exit::OK
+    } else {
+        crate::exit::INTERNAL
+    })
 }
 
 /// Verifies the two sides and prints the report.

@@ -26,9 +26,9 @@ use crate::config::{Config, ReplicationConfig};
 use crate::esdb::{self, AllFrom, Client, Embed, Entry, Lookup, PageSize, ReadOptions, StreamFrom};
 use crate::position::{Epoch, Position, StreamRevision};
 
-/// The secondary's control stream: epochs recorded by `promote` (design, "Promotion without split
-/// brain"). Its record format is owned by `promote`; this module reads it tolerantly.
-pub const CONTROL_STREAM: &str = "$standby-control";
+/// The secondary's control stream. Its record format is owned by [`crate::control::record`];
+/// this module reads it tolerantly, so `status` still reports something about a damaged one.
+pub use crate::control::record::CONTROL_STREAM;
 
 /// Counting the event lag stops here; beyond it the report says "at least".
 pub const LAG_COUNT_CAP: u64 = 1_000_000;

@@ -474,3 +474,44 @@ async fn forced_promotion_reports_the_real_loss_and_divergence_exports_the_orpha
     );
     assert!(String::from_utf8_lossy(&run.stderr).contains("promoted at epoch 2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 200).await;
+    let app_on_primary = client_as(&c.primary.url(), APPLICATION);
+    app_on_primary
+        .append_events("app-before", &one_event(1), ExpectedVersion::Any)
+        .await
+        .expect("the primary takes application writes before promotion");
+
+    let report = control::promote(
+        &c.config,
+        &PromoteOptions {
+            fence_primary: true,
+            ..forced("move away")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_eq!(report.record.data_loss.as_ref().unwrap().events, Some(1));
+    assert!(report.primary_settings_before.is_some(), "{report}");
+
+    let refused = app_on_primary
+        .append_events("app-after", &one_event(2), ExpectedVersion::Any)
+        .await;
+    assert!(
+        matches!(refused, Err(esdb::Error::Unauthorized { .. })),
+        "{refused:?}"
+    );
+    // Reads still work on the old primary, and the new primary takes the writes.
+    app_on_primary
+        .read_stream_metadata("app-before")
+        .await
+        .expect("applications keep reading the old primary");
+    client_as(&c.secondary.url(), APPLICATION)
+        .append_events("app-after", &one_event(3), ExpectedVersion::Any)
+        .await
+        .expect("the new primary takes application writes");
+}

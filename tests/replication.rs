@@ -103,10 +103,11 @@ async fn replication_resumes_after_either_cluster_restarts() {
                 .unwrap(),
         );
         stopped.stop().await;
-        let restarted =
-            devnode::Node::start(devnode::NodeConfig::on_disk(c.dir.path().join(dir)).http(addr))
-                .await
-                .unwrap();
+        let restarted = devnode::Node::start(
+            standby::demo::node_config(&c.dir.path().join(dir), round == 1).http(addr),
+        )
+        .await
+        .unwrap();
         std::mem::replace(node, restarted).stop().await;
         let primary = admin_client(&c.primary.url());
         standby::demo::workload(
