@@ -15,9 +15,10 @@ use standby::pipeline::{self, RunError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own progress; its dev nodes' request logs would drown it.
+    // The demo prints its own progress and summaries (fidelity limits are listed by its verify
+    // step); per-event warnings and request logs would drown them.
     let filter = match (&cli.command, cli.log.as_str()) {
-        (Command::Demo { .. }, "info") => "warn",
+        (Command::Demo { .. }, "info") => "error",
         (_, filter) => filter,
     };
     init_logging(cli.log_format, filter);

@@ -124,11 +124,16 @@ impl std::fmt::Display for PromoteReport {
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;
         }
-        if let Some(before) = &self.primary_settings_before {
-            writeln!(
+        match &self.primary_settings_before {
+            Some(Value::Null) => writeln!(
+                f,
+                "the old primary is fenced; it had no $settings before (the server defaults)"
+            )?,
+            Some(before) => writeln!(
                 f,
                 "the old primary is fenced; its $settings before were: {before}"
-            )?;
+            )?,
+            None => {}
         }
         Ok(())
     }
