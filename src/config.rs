@@ -350,7 +350,7 @@ impl Config {
             let Some((key, kind)) = KEYS.iter().find(|(k, _)| env_var(k) == var) else {
                 return Err(Error::Env {
                     var,
-                    message: "not a configuration key; see docs/configuration.md for the list"
+                    message: "not a configuration key; config/standby.toml documents every key"
                         .into(),
                 });
             };
