@@ -1,0 +1,65 @@
+//! The configuration as documented and as shipped: `docs/configuration.md` names every key and its
+//! environment variable, and `config/compose.toml` (used by `docker-compose.yml`) is valid.
+
+use std::path::{Path, PathBuf};
+
+use standby::config::{env_var, Config, KEYS};
+
+fn repo_file(relative: &str) -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    (path, text)
+}
+
+#[test]
+fn the_compose_config_is_valid() {
+    let (path, text) = repo_file("config/compose.toml");
+    let config = Config::from_parts(&path, &text, std::iter::empty())
+        .unwrap_or_else(|e| panic!("config/compose.toml: {e}"));
+    assert_eq!(config.primary.url, "https://primary:2113");
+    assert_eq!(config.secondary.url, "https://secondary:2113");
+    assert_eq!(config.primary.username.as_deref(), Some("admin"));
+    // The replication user is not the admin: promotion must be able to fence it.
+    assert_eq!(config.secondary.username.as_deref(), Some("replicator"));
+    let admin = config
+        .secondary
+        .admin
+        .as_ref()
+        .expect("config/compose.toml has [secondary.admin]");
+    assert_eq!(admin.username, "admin");
+    assert!(config
+        .checkpoint
+        .path
+        .starts_with(Path::new("/var/lib/standby")));
+}
+
+#[test]
+fn the_configuration_reference_names_every_key_and_variable() {
+    let (_, doc) = repo_file("docs/configuration.md");
+    let mut missing = Vec::new();
+    for (key, _) in KEYS {
+        if !doc.contains(&format!("`{key}`")) {
+            missing.push(format!("key `{key}`"));
+        }
+        let var = env_var(key);
+        if !doc.contains(&format!("`{var}`")) {
+            missing.push(format!("environment variable `{var}` (of {key})"));
+        }
+    }
+    for var in ["STANDBY_CONFIG", "STANDBY_LOG", "STANDBY_LOG_FORMAT"] {
+        if !doc.contains(&format!("`{var}`")) {
+            missing.push(format!("environment variable `{var}`"));
+        }
+    }
+    for section in ["[secondary.admin]", "[promotion]"] {
+        if !doc.contains(section) {
+            missing.push(format!("section {section}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not document: {}",
+        missing.join(", ")
+    );
+}
