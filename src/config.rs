@@ -41,6 +41,8 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("replication.include", Kind::List),
     ("replication.exclude", Kind::List),
     ("promotion.write_roles", Kind::List),
+    ("metrics.listen", Kind::Str),
+    ("metrics.ready_window_secs", Kind::Int),
 ];
 
 /// Environment variables with this prefix that are not configuration keys (read by the CLI).
@@ -68,6 +70,34 @@ pub struct Config {
     pub replication: ReplicationConfig,
     #[serde(default)]
     pub promotion: PromotionConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// The operator endpoints of `run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics`, `/health/live` and `/health/ready` are served, e.g. `127.0.0.1:9184`.
+    /// Unset: not served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `/health/ready` answers "not ready" when a cluster has not answered, or nothing was
+    /// applied while behind, for this long.
+    #[serde(default = "default_ready_window")]
+    pub ready_window_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            ready_window_secs: default_ready_window(),
+        }
+    }
+}
+
+fn default_ready_window() -> u64 {
+    60
 }
 
 /// What `promote` opens the secondary to.
@@ -413,6 +443,11 @@ impl Config {
         if self.primary.url.trim_end_matches('/') == self.secondary.url.trim_end_matches('/') {
             return Err(Error::Invalid(
                 "primary.url and secondary.url are the same: replicating a cluster into itself would duplicate every event".into(),
+            ));
+        }
+        if self.metrics.ready_window_secs == 0 {
+            return Err(Error::Invalid(
+                "metrics.ready_window_secs must be at least 1".into(),
             ));
         }
         if !(1..=4096).contains(&self.replication.page_size) {

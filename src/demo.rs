@@ -95,6 +95,7 @@ pub async fn start_clusters(ordering: Ordering) -> Result<DemoClusters, String> 
             ..ReplicationConfig::default()
         },
         promotion: PromotionConfig::default(),
+        metrics: Default::default(),
     };
     Ok(DemoClusters {
         primary,

@@ -85,8 +85,16 @@ async fn dispatch(command: Command) -> u8 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let shared = std::sync::Arc::default();
-            match pipeline::run(&config, shutdown_signal(), shared).await {
+            let shared: std::sync::Arc<pipeline::Shared> = std::sync::Arc::default();
+            let server = match endpoints(&config, &shared).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let result = pipeline::run(&config, shutdown_signal(), shared).await;
+            if let Some(server) = server {
+                server.stop().await;
+            }
+            match result {
                 Ok(summary) => {
                     tracing::info!(
                         events = summary.progress.events_written,
@@ -288,6 +296,30 @@ async fn status(config: &Config, json: bool) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// Starts `/metrics` and the health endpoints when `[metrics] listen` is set.
+async fn endpoints(
+    config: &Config,
+    shared: &std::sync::Arc<pipeline::Shared>,
+) -> Result<Option<standby::serve::Server>, u8> {
+    let Some(listen) = config.metrics.listen else {
+        return Ok(None);
+    };
+    let (primary, _) = pipeline::clients(config).map_err(|e| report(&e))?;
+    standby::serve::start(
+        listen,
+        shared.clone(),
+        std::time::Duration::from_secs(config.metrics.ready_window_secs),
+        primary,
+        config.replication.clone(),
+    )
+    .await
+    .map(Some)
+    .map_err(|e| {
+        eprintln!("error: cannot serve metrics on {listen}: {e}");
+        exit::USAGE
+    })
 }
 
 /// Prints a promotion report; the exit code of its outcome.

@@ -218,7 +218,7 @@ fn updated_of(entry: &Entry) -> Option<&str> {
 }
 
 /// Reads `$all` backward from the head, one record: the `previous` link is the end position.
-async fn primary_head(primary: &Client) -> PrimaryStatus {
+pub(crate) async fn primary_head(primary: &Client) -> PrimaryStatus {
     let mut status = PrimaryStatus {
         url: public_url(primary.base_url()),
         head: None,
@@ -292,7 +292,7 @@ async fn lag(
     }
     lag.bytes = Some(head_position.commit().saturating_sub(from.commit()));
 
-    match count_records(primary, filter, from).await {
+    match count_records(primary, filter, from, LAG_COUNT_CAP).await {
         Ok(events) => lag.events = Some(events),
         Err(e) => lag.notes.push(format!(
             "cannot count the records after the checkpoint: {e}"
@@ -330,11 +330,12 @@ async fn lag(
     lag
 }
 
-/// Counts the primary's `$all` records from `from` to the end, up to [`LAG_COUNT_CAP`].
-async fn count_records(
+/// Counts the primary's `$all` records from `from` to the end, up to `cap`.
+pub(crate) async fn count_records(
     primary: &Client,
     filter: &ReplicationConfig,
     mut from: Position,
+    cap: u64,
 ) -> Result<EventLag, esdb::Error> {
     let options = ReadOptions::embed(Embed::None);
     let mut lag = EventLag {
@@ -354,7 +355,7 @@ async fn count_records(
             .count() as u64;
         match page.next {
             Some(next) if !page.is_end && next > from => {
-                if lag.records >= LAG_COUNT_CAP {
+                if lag.records >= cap {
                     lag.at_least = true;
                     return Ok(lag);
                 }

@@ -62,6 +62,8 @@ pub(crate) struct Batch {
     pub records: usize,
     /// Events of the page the HTTP API cannot copy exactly; recorded before the page is applied.
     pub losses: Vec<crate::fidelity::LossRecord>,
+    /// Timestamp of the page's last record, as the server formats it.
+    pub updated: Option<String>,
 }
 
 /// Why a stage stopped.
@@ -163,6 +165,12 @@ pub struct Shared {
     fidelity_losses: AtomicU64,
     checkpoints_written: AtomicU64,
     state: Mutex<Positions>,
+    /// Prometheus handles, updated by the stages.
+    pub metrics: crate::metrics::Metrics,
+    /// Liveness signals for `/health/ready`.
+    pub health: crate::metrics::Health,
+    /// Timestamp (as the server formats it) of the last record of the last applied page.
+    applied_at: Mutex<Option<String>>,
 }
 
 /// Positions known to the pipeline.
@@ -213,16 +221,42 @@ impl Shared {
             positions: *self.state.lock().expect("progress lock"),
         }
     }
-    fn note_retry(&self, _stage: &'static str, _error: &esdb::Error) {
+    fn note_retry(&self, stage: &'static str, error: &esdb::Error) {
         self.retries.fetch_add(1, AtomicOrdering::Relaxed);
+        let labels = crate::metrics::StageKind {
+            stage,
+            kind: error.kind(),
+        };
+        self.metrics.retries.get_or_create(&labels).inc();
+        self.metrics.errors.get_or_create(&labels).inc();
     }
-    fn note_events(&self, n: u64) {
+    /// A permanent error that stopped a stage.
+    fn note_error(&self, stage: &'static str, error: &esdb::Error) {
+        let labels = crate::metrics::StageKind {
+            stage,
+            kind: error.kind(),
+        };
+        self.metrics.errors.get_or_create(&labels).inc();
+    }
+    fn note_events(&self, n: u64, bytes: u64, took: Duration) {
         self.events_written.fetch_add(n, AtomicOrdering::Relaxed);
+        self.metrics.events_replicated.inc_by(n);
+        self.metrics.bytes_replicated.inc_by(bytes);
+        self.metrics.append_seconds.observe(took.as_secs_f64());
+        self.health.secondary_ok();
+    }
+    /// The timestamp of the last record of the last applied page.
+    pub fn applied_at(&self) -> Option<String> {
+        self.applied_at.lock().expect("progress lock").clone()
     }
     fn note_fidelity_loss(&self) {
         self.fidelity_losses.fetch_add(1, AtomicOrdering::Relaxed);
     }
     fn note_applied(&self, batch: &Batch) {
+        self.health.progress();
+        if batch.updated.is_some() {
+            *self.applied_at.lock().expect("progress lock") = batch.updated.clone();
+        }
         self.pages_applied.fetch_add(1, AtomicOrdering::Relaxed);
         self.records_applied
             .fetch_add(batch.records as u64, AtomicOrdering::Relaxed);
@@ -231,9 +265,11 @@ impl Shared {
     fn note_checkpoint(&self, position: Position, _took: Duration) {
         self.checkpoints_written
             .fetch_add(1, AtomicOrdering::Relaxed);
+        self.health.checkpoint_written();
         self.state.lock().expect("progress lock").persisted = Some(position);
     }
     fn set_head(&self, read: Position, at_head: bool) {
+        self.health.primary_ok();
         let mut s = self.state.lock().expect("progress lock");
         s.read = Some(read);
         s.at_head = at_head;
@@ -424,19 +460,43 @@ fn admin_login(config: &Config) -> String {
 
 /// Reads the control stream every [`CONTROL_POLL`] and stops the pipeline when the secondary
 /// has been promoted. Read errors are ignored: the writer's own errors say what is wrong.
-async fn watch_control(client: Client, stop: CancellationToken) -> Result<(), StageError> {
+async fn watch_control(
+    client: Client,
+    stop: CancellationToken,
+    shared: Arc<Shared>,
+) -> Result<(), StageError> {
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(CONTROL_POLL) => {}
+        if !first {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(CONTROL_POLL) => {}
+            }
         }
+        first = false;
         match crate::control::record::read(&client).await {
-            Ok(Some(control)) => {
-                if let Some(p) = control.promoted() {
-                    return Err(StageError::Promoted(Box::new(p.clone())));
+            Ok(control) => {
+                shared.health.secondary_ok();
+                if let Some(control) = control {
+                    shared.metrics.epoch.set(control.record.epoch.get() as i64);
+                    let role = control.record.role.to_string();
+                    for r in ["secondary", "primary"] {
+                        let label = crate::metrics::RoleLabel { role: r };
+                        shared
+                            .metrics
+                            .role
+                            .get_or_create(&label)
+                            .set(i64::from(role == r));
+                    }
+                    if let Some(p) = control.promoted() {
+                        return Err(StageError::Promoted(Box::new(p.clone())));
+                    }
                 }
             }
-            Ok(None) => {}
+            Err(crate::control::record::ControlError::Client(e)) => {
+                tracing::debug!(error = %e, "cannot read the control stream");
+                shared.note_retry("control", &e);
+            }
             Err(e) => tracing::debug!(error = %e, "cannot read the control stream"),
         }
     }
@@ -611,7 +671,11 @@ pub async fn run(
     );
     stage(
         "control",
-        Box::pin(watch_control(control_reader.clone(), reader_stop.clone())),
+        Box::pin(watch_control(
+            control_reader.clone(),
+            reader_stop.clone(),
+            shared.clone(),
+        )),
     );
     tracker.close();
 
@@ -648,6 +712,21 @@ pub async fn run(
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    if let Some(e) = &error {
+        use crate::metrics::Stopped;
+        shared.health.stopped(match e {
+            StageError::Divergence(_) => Stopped::Divergent,
+            StageError::Promoted(_)
+            | StageError::Secondary(esdb::Error::Unauthorized { .. })
+            | StageError::Checkpoint(_) => Stopped::Fenced,
+            _ => Stopped::Failed,
+        });
+        match e {
+            StageError::Primary(err) => shared.note_error("reader", err),
+            StageError::Secondary(err) => shared.note_error("writer", err),
+            _ => {}
         }
     }
     match error {

@@ -67,8 +67,13 @@ impl Reader {
             let Some(end) = page.next else {
                 // An empty page at the end of `$all` has no `previous` link (§3.4): stay here.
                 self.shared.set_head(from, true);
+                self.shared.health.caught_up(true);
                 continue;
             };
+            let updated = page.entries.last().and_then(|e| match e {
+                Entry::Event(e) => e.updated.clone(),
+                Entry::Summary(s) => s.updated.clone(),
+            });
             let mut events = Vec::with_capacity(records);
             let mut losses = Vec::new();
             for entry in page.entries {
@@ -93,11 +98,13 @@ impl Reader {
             let plan = plan::plan(&events, &self.filter)
                 .map_err(|e| StageError::Unexpected(e.to_string()))?;
             self.shared.set_head(end, at_head);
+            self.shared.health.caught_up(false);
             let batch = Batch {
                 plan,
                 end,
                 records,
                 losses,
+                updated,
             };
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),

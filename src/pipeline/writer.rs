@@ -332,6 +332,7 @@ impl Writer {
             }
             let chunk: Vec<EventData> = events[i..end].iter().map(|(_, e)| e.clone()).collect();
             let expected = expected_before(events[i].0);
+            let started = std::time::Instant::now();
             let result = self
                 .call("append", ctx, || {
                     self.client.append_events(stream, &chunk, expected)
@@ -339,7 +340,12 @@ impl Writer {
                 .await;
             match result {
                 Ok(_) => {
-                    self.shared.note_events(chunk.len() as u64);
+                    let bytes = chunk
+                        .iter()
+                        .map(|e| (e.data.len() + e.metadata.len()) as u64)
+                        .sum();
+                    self.shared
+                        .note_events(chunk.len() as u64, bytes, started.elapsed());
                     i = end;
                 }
                 Err(StageError::Secondary(esdb::Error::Encode(
@@ -391,6 +397,7 @@ impl Writer {
         (revision, event): &(StreamRevision, EventData),
         ctx: &PageCtx<'_>,
     ) -> Result<(), AppendFailure> {
+        let started = std::time::Instant::now();
         if !event.metadata.is_empty() {
             self.shared.note_fidelity_loss();
             tracing::warn!(stream, %revision, event_id = %event.event_id,
@@ -439,7 +446,8 @@ impl Writer {
             .await;
         match result {
             Ok(_) => {
-                self.shared.note_events(1);
+                let bytes = (event.data.len() + event.metadata.len()) as u64;
+                self.shared.note_events(1, bytes, started.elapsed());
                 Ok(())
             }
             Err(StageError::Secondary(esdb::Error::WrongExpectedVersion {
