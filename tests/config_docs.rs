@@ -63,3 +63,22 @@ fn the_configuration_reference_names_every_key_and_variable() {
         missing.join(", ")
     );
 }
+
+#[test]
+fn the_local_dev_node_config_of_the_readme_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = standby::config::Config::from_parts(&path, &text, std::iter::empty())
+        .expect("config/local.toml is valid");
+    assert!(config.metrics.listen.is_some(), "the README reads /metrics");
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    for url in [&config.primary.url, &config.secondary.url] {
+        let port = url.rsplit(':').next().unwrap();
+        assert!(
+            readme.contains(&format!("127.0.0.1:{port}")),
+            "README starts a node on {url}"
+        );
+    }
+}
