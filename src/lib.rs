@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod position;
+pub mod progress;
 pub mod retry;
 pub mod serve;
 pub mod status;

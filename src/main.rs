@@ -90,7 +90,22 @@ async fn dispatch(command: Command) -> u8 {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            let progress_stop = tokio_util::sync::CancellationToken::new();
+            let progress = match pipeline::clients(&config) {
+                Ok((primary, _)) => Some(tokio::spawn(standby::progress::report(
+                    shared.clone(),
+                    primary,
+                    config.replication.clone(),
+                    server.is_none(),
+                    progress_stop.clone(),
+                ))),
+                Err(_) => None,
+            };
             let result = pipeline::run(&config, shutdown_signal(), shared).await;
+            progress_stop.cancel();
+            if let Some(progress) = progress {
+                let _ = progress.await;
+            }
             if let Some(server) = server {
                 server.stop().await;
             }

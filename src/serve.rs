@@ -152,7 +152,7 @@ async fn probe(
     }
 }
 
-async fn refresh_lag(shared: &Shared, primary: &Client, filter: &ReplicationConfig) {
+pub async fn refresh_lag(shared: &Shared, primary: &Client, filter: &ReplicationConfig) {
     let head = primary_head(primary).await;
     let Some(head_position) = head.head else {
         return;
