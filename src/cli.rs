@@ -1,5 +1,5 @@
 //! The command line: `run`, `verify`, `status`, `promote`, `switchover`, `divergence`,
-//! `checkpoint recover`, `demo`.
+//! `checkpoint recover`, `demo`, `bench`.
 //!
 //! Every command exits with one of the codes of [`standby::exit`]; errors are printed once, on
 //! stderr, saying what happened and what to do.
@@ -126,6 +126,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DemoOrdering::Global)]
         ordering: DemoOrdering,
     },
+    /// Measure replication against the limits of the clusters: start dev nodes in this process,
+    /// load the primary, then measure raw reads, raw appends, catch-up by `standby run` in each
+    /// ordering, live lag, and the replicator's memory and CPU (see docs/benchmarks.md).
+    Bench {
+        /// Events to load into the primary and replicate.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        events: u64,
+        /// Streams to interleave them over, in runs of 10.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+        streams: u64,
+        /// Approximate size of each event's JSON data, in bytes.
+        #[arg(long, default_value_t = 100)]
+        event_bytes: usize,
+        /// Milliseconds the proxy in front of the secondary adds to each direction.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Print only the figures, as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,5 +179,21 @@ mod tests {
         assert!(Cli::try_parse_from(["standby", "run"]).is_err());
         let cli = Cli::try_parse_from(["standby", "run", "--config", "x.toml"]).unwrap();
         assert!(matches!(cli.command, Command::Run { .. }));
+    }
+
+    #[test]
+    fn bench_has_defaults_and_refuses_zero_events() {
+        let cli = Cli::try_parse_from(["standby", "bench"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bench {
+                events: 100_000,
+                streams: 1_000,
+                event_bytes: 100,
+                latency_ms: 0,
+                json: false
+            }
+        ));
+        assert!(Cli::try_parse_from(["standby", "bench", "--events", "0"]).is_err());
     }
 }

@@ -29,6 +29,7 @@
 //! * `promote`: fencing (stop, bump and persist the epoch, write the fence marker).
 //! * `cli`: `run | promote | status`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod control;

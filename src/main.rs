@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     // The demo prints its own progress and summaries (fidelity limits are listed by its verify
     // step); per-event warnings and request logs would drown them.
     let filter = match (&cli.command, cli.log.as_str()) {
-        (Command::Demo { .. }, "info") => "error",
+        (Command::Demo { .. } | Command::Bench { .. }, "info") => "error",
         (_, filter) => filter,
     };
     init_logging(cli.log_format, filter);
@@ -242,6 +242,49 @@ async fn dispatch(command: Command) -> u8 {
                     exit::INTERNAL
                 }
             }
+        }
+        Command::Bench {
+            events,
+            streams,
+            event_bytes,
+            latency_ms,
+            json,
+        } => {
+            let options = standby::bench::BenchOptions {
+                events,
+                streams,
+                event_bytes,
+                latency: std::time::Duration::from_millis(latency_ms),
+            };
+            bench(&options, json).await
+        }
+    }
+}
+
+/// `bench`: progress on stdout (stderr with `--json`), then the figures; 1 when a phase fails.
+async fn bench(options: &standby::bench::BenchOptions, json: bool) -> u8 {
+    let progress = |line: &str| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    match standby::bench::run(options, progress).await {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("a report serialises")
+                );
+            } else {
+                print!("{report}");
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: bench: {e}");
+            exit::INTERNAL
         }
     }
 }
