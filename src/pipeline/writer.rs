@@ -33,7 +33,7 @@ const MAX_APPEND_EVENTS: usize = 500;
 /// Most data + metadata bytes in one append request (the server's limit is 4 MiB per event).
 const MAX_APPEND_BYTES: usize = 2 << 20;
 /// Streams of one page applied at once with `ordering = "stream"`.
-pub const STREAM_CONCURRENCY: usize = 32;
+pub const STREAM_CONCURRENCY: usize = 128;
 
 /// The secondary differs from the primary: replication stops, nothing is overwritten.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
