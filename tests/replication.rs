@@ -210,3 +210,38 @@ async fn a_foreign_write_halts_with_a_divergence_report() {
     assert_eq!(ids.len(), 3);
     assert_eq!(ids[2], foreign.event_id);
 }
+
+/// A prefix of a stream already on the secondary from an earlier run, in other batches than this
+/// run makes (a crash at the live edge, or a restart with the other ordering), is recognised by
+/// its ids and skipped; the rest is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_applied_in_other_batches_is_skipped_not_divergence() {
+    use standby::esdb::EventData;
+    use standby::position::ExpectedVersion;
+    let c = clusters(Ordering::Stream).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    let events: Vec<EventData> = (0..4)
+        .map(|i| EventData::json(Uuid::new_v4(), "E", format!(r#"{{"i":{i}}}"#).into_bytes()))
+        .collect();
+    primary
+        .append_events("prefix", &events, ExpectedVersion::NoStream)
+        .await
+        .unwrap();
+    secondary
+        .append_events("prefix", &events[..2], ExpectedVersion::NoStream)
+        .await
+        .unwrap();
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
+    };
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    run.await.unwrap().expect("no divergence");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+    assert_eq!(report.events_compared, 4, "{report}");
+}

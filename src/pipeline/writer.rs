@@ -8,6 +8,7 @@
 //! primary no longer has its first events (the offset rule), or the secondary differs from the
 //! primary, which stops replication with a [`Divergence`] report. Nothing is overwritten.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +35,27 @@ const MAX_APPEND_EVENTS: usize = 500;
 const MAX_APPEND_BYTES: usize = 2 << 20;
 /// Streams of one page applied at once with `ordering = "stream"`.
 pub const STREAM_CONCURRENCY: usize = 128;
+
+/// Adds `op` to one stream's operations, merging it into the previous append when it continues
+/// it: with `ordering = "stream"` only per-stream order matters, so a stream's runs of one page,
+/// interleaved with other streams in `$all`, go in one request instead of one each.
+fn coalesce<'a>(ops: &mut Vec<Cow<'a, Op>>, op: &'a Op) {
+    if let (Some(last), Op::Append { events, .. }) = (ops.last_mut(), op) {
+        let continues = match last.as_ref() {
+            Op::Append { events: prev, .. } => {
+                prev.last().and_then(|e| e.revision.next()) == events.first().map(|e| e.revision)
+            }
+            _ => false,
+        };
+        if continues {
+            if let Op::Append { events: prev, .. } = last.to_mut() {
+                prev.extend(events.iter().cloned());
+            }
+            return;
+        }
+    }
+    ops.push(Cow::Borrowed(op));
+}
 
 /// The secondary differs from the primary: replication stops, nothing is overwritten.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,19 +174,19 @@ impl Writer {
             Ordering::Stream => {
                 // Per-stream order is kept; streams run concurrently. The page counts as applied
                 // only when every stream is done (the checkpoint is a low-water mark).
-                let mut groups: Vec<(&str, Vec<&Op>)> = Vec::new();
+                let mut groups: Vec<(&str, Vec<Cow<'_, Op>>)> = Vec::new();
                 let mut index = std::collections::HashMap::new();
                 for op in ops {
                     let i = *index.entry(op.stream()).or_insert_with(|| {
                         groups.push((op.stream(), Vec::new()));
                         groups.len() - 1
                     });
-                    groups[i].1.push(op);
+                    coalesce(&mut groups[i].1, op);
                 }
                 stream::iter(groups.into_iter().map(Ok))
                     .try_for_each_concurrent(STREAM_CONCURRENCY, |(_, ops)| async move {
                         for op in ops {
-                            self.apply_op(op, ctx).await?;
+                            self.apply_op(&op, ctx).await?;
                         }
                         Ok(())
                     })
@@ -254,6 +276,23 @@ impl Writer {
                     expected,
                     current,
                 }) => {
+                    // An earlier run applied a prefix of these events in other batches (a crash
+                    // between pages at the live edge, or another ordering): skip what is there
+                    // with the same ids, then go on. Anything else is divergence.
+                    if let (Some(CurrentVersion::Revision(current)), Some((first, _))) =
+                        (current, mapping.get(at))
+                    {
+                        if current >= *first {
+                            let present = self
+                                .applied_prefix(stream, &mapping[at..], current, ctx)
+                                .await?;
+                            if present > 0 {
+                                tracing::info!(stream, from = %first, events = present, "events already on the secondary from an earlier run; skipping them");
+                                rest = &rest[at + present..];
+                                continue;
+                            }
+                        }
+                    }
                     let source = rest[at].revision;
                     let mut offsets = self.offsets.lock().await;
                     let gap = current == Some(CurrentVersion::NoStream)
@@ -289,6 +328,56 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// How many leading `events` (already mapped to secondary numbers) the secondary holds, up to
+    /// its `current` last number, with the same ids; stops at the first that differs.
+    async fn applied_prefix(
+        &self,
+        stream: &str,
+        events: &[(StreamRevision, EventData)],
+        current: StreamRevision,
+        ctx: &PageCtx<'_>,
+    ) -> Result<usize, StageError> {
+        let options = crate::esdb::ReadOptions {
+            embed: crate::esdb::Embed::Rich,
+            long_poll: None,
+            resolve_link_tos: Some(false),
+        };
+        let mut matched = 0;
+        while matched < events.len() && events[matched].0 <= current {
+            let from = events[matched].0;
+            let page = self
+                .call("read back applied events", ctx, || {
+                    self.client.read_stream_forward(
+                        stream,
+                        from,
+                        crate::esdb::PageSize::MAX,
+                        &options,
+                    )
+                })
+                .await?;
+            let Lookup::Found(page) = page else {
+                return Ok(matched);
+            };
+            let ids: std::collections::HashMap<StreamRevision, uuid::Uuid> = page
+                .entries
+                .iter()
+                .filter_map(|e| e.as_event().map(|ev| (ev.revision, ev.event_id)))
+                .collect();
+            let before = matched;
+            while matched < events.len() && events[matched].0 <= current {
+                match ids.get(&events[matched].0) {
+                    Some(id) if *id == events[matched].1.event_id => matched += 1,
+                    Some(_) => return Ok(matched),
+                    None => break,
+                }
+            }
+            if matched == before {
+                return Ok(matched);
+            }
+        }
+        Ok(matched)
     }
 
     /// A user-written link to an event of an offset stream points at the translated number.
@@ -628,4 +717,52 @@ fn expected_before(at: StreamRevision) -> ExpectedVersion {
 
 fn size(e: &EventData) -> usize {
     e.data.len() + e.metadata.len() + e.event_type.len() + 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::plan::SourceEvent;
+
+    fn append(stream: &str, revisions: std::ops::Range<u64>) -> Op {
+        Op::Append {
+            stream: stream.into(),
+            events: revisions
+                .map(|n| SourceEvent {
+                    revision: StreamRevision::new(n).unwrap(),
+                    event: EventData::json(uuid::Uuid::new_v4(), "E", &b"{}"[..]),
+                })
+                .collect(),
+        }
+    }
+
+    fn revisions(op: &Op) -> Vec<u64> {
+        match op {
+            Op::Append { events, .. } => events.iter().map(|e| e.revision.get()).collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn a_streams_continuing_runs_merge_and_anything_else_stays_apart() {
+        let (a, b, c) = (append("s", 0..2), append("s", 2..5), append("s", 7..8));
+        let delete = Op::SoftDelete {
+            stream: "s".into(),
+            recreated_at: None,
+        };
+        let after = append("s", 8..9);
+        let mut ops = Vec::new();
+        for op in [&a, &b, &c, &delete, &after] {
+            coalesce(&mut ops, op);
+        }
+        assert_eq!(ops.len(), 4);
+        assert_eq!(revisions(&ops[0]), vec![0, 1, 2, 3, 4]);
+        assert_eq!(revisions(&ops[1]), vec![7], "a gap is not merged");
+        assert!(matches!(*ops[2], Op::SoftDelete { .. }));
+        assert_eq!(
+            revisions(&ops[3]),
+            vec![8],
+            "nothing merges across a delete"
+        );
+    }
 }
