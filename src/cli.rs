@@ -142,6 +142,9 @@ pub enum Command {
         /// Milliseconds the proxy in front of the secondary adds to each direction.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Rounds of the throughput measurements, interleaved; each figure is the median.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+        rounds: u32,
         /// Print only the figures, as one JSON object.
         #[arg(long)]
         json: bool,
@@ -191,6 +194,7 @@ mod tests {
                 streams: 1_000,
                 event_bytes: 100,
                 latency_ms: 0,
+                rounds: 1,
                 json: false
             }
         ));

@@ -267,7 +267,7 @@ pub enum Ordering {
     /// `$all` order: the secondary's `$all` has the primary's order.
     #[default]
     Global,
-    /// The streams of one page concurrently, each stream in order.
+    /// Streams concurrently, each stream in order (reordering bounded by the pages in flight).
     Stream,
 }
 

@@ -248,6 +248,7 @@ async fn dispatch(command: Command) -> u8 {
             streams,
             event_bytes,
             latency_ms,
+            rounds,
             json,
         } => {
             let options = standby::bench::BenchOptions {
@@ -255,6 +256,7 @@ async fn dispatch(command: Command) -> u8 {
                 streams,
                 event_bytes,
                 latency: std::time::Duration::from_millis(latency_ms),
+                rounds,
             };
             bench(&options, json).await
         }

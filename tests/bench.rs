@@ -76,7 +76,16 @@ async fn the_proxy_adds_its_latency_each_way() {
 #[test]
 fn bench_json_prints_one_object_with_exactly_the_figures_and_parameters() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
-        .args(["bench", "--events", "2000", "--streams", "20", "--json"])
+        .args([
+            "bench",
+            "--events",
+            "2000",
+            "--streams",
+            "20",
+            "--rounds",
+            "2",
+            "--json",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -104,6 +113,7 @@ fn bench_json_prints_one_object_with_exactly_the_figures_and_parameters() {
         "streams",
         "event_bytes",
         "latency_ms",
+        "rounds",
         "nodes",
     ];
     expected.sort_unstable();
@@ -132,9 +142,14 @@ fn bench_json_prints_one_object_with_exactly_the_figures_and_parameters() {
     assert_eq!(object["streams"], 20);
     assert_eq!(object["event_bytes"], 100);
     assert_eq!(object["latency_ms"], 0);
+    assert_eq!(object["rounds"], 2);
     assert_eq!(object["nodes"], "in-process");
     assert!(
         stderr.contains("in-process"),
         "the progress says where the nodes run: {stderr}"
+    );
+    assert!(
+        stderr.contains("[2/2] replicate, ordering stream"),
+        "both rounds ran: {stderr}"
     );
 }

@@ -81,6 +81,9 @@ pub struct BenchOptions {
     pub event_bytes: usize,
     /// Added by the proxy to each direction of the secondary's traffic.
     pub latency: Duration,
+    /// Rounds of the throughput measurements, interleaved; each figure is the median of its
+    /// rounds, so that a moment of noise on a shared machine does not decide it.
+    pub rounds: u32,
 }
 
 impl Default for BenchOptions {
@@ -90,6 +93,7 @@ impl Default for BenchOptions {
             streams: 1_000,
             event_bytes: 100,
             latency: Duration::ZERO,
+            rounds: 1,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct BenchReport {
     pub streams: u64,
     pub event_bytes: usize,
     pub latency_ms: u64,
+    /// Rounds of the throughput measurements (each figure is their median).
+    pub rounds: u32,
     /// Where the dev nodes run: always `"in-process"`.
     pub nodes: &'static str,
 }
@@ -117,8 +123,17 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} events over {} streams, ~{} bytes each, +{} ms each way to the secondary, dev nodes {}",
-            self.events, self.streams, self.event_bytes, self.latency_ms, self.nodes
+            "{} events over {} streams, ~{} bytes each, +{} ms each way to the secondary, dev nodes {}{}",
+            self.events,
+            self.streams,
+            self.event_bytes,
+            self.latency_ms,
+            self.nodes,
+            if self.rounds > 1 {
+                format!(", medians of {} rounds", self.rounds)
+            } else {
+                String::new()
+            }
         )?;
         let min_raw = self.raw_read_eps.min(self.raw_append_eps);
         let rows = [
@@ -693,6 +708,16 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The median of `values` (the mean of the middle two for an even count; 0 when empty).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 fn rounded(value: f64, places: i32) -> f64 {
     let scale = 10f64.powi(places);
     (value * scale).round() / scale
@@ -732,96 +757,120 @@ pub async fn run(
         .await
         .map_err(client_error("the primary's head"))?;
 
-    let (read, took) = raw_read(&primary_client).await?;
-    let raw_read_eps = read as f64 / took.as_secs_f64();
-    progress(&format!(
-        "raw read: {read} records in {:.2} s = {raw_read_eps:.0} events/s",
-        took.as_secs_f64()
-    ));
-
-    let secondary = Secondary::start(options.latency).await?;
-    let (written, took) = raw_append(&admin_client(&secondary.proxy.url())?, options).await?;
-    secondary.stop().await;
-    let raw_append_eps = written as f64 / took.as_secs_f64();
-    progress(&format!(
-        "raw append: {written} events in {:.2} s = {raw_append_eps:.0} events/s",
-        took.as_secs_f64()
-    ));
-
     let deadline = Duration::from_secs(60 + options.events / 1_000);
     let live_events = options
         .events
         .min(LIVE_RATE * LIVE_DURATION.as_secs())
         .max(1);
+    let rounds = options.rounds.max(1);
     let mut peak_kib = 0;
-    let mut cpu = 0.0;
-    let mut eps = [0.0; 2];
+    let mut cpu = Vec::new();
+    let (mut reads, mut appends) = (Vec::new(), Vec::new());
+    let mut eps = [Vec::new(), Vec::new()];
     let mut lag = None;
-    for (i, ordering) in ["global", "stream"].into_iter().enumerate() {
-        let run_dir = dir.path().join(ordering);
-        std::fs::create_dir_all(&run_dir).map_err(io_error("run directory"))?;
-        let secondary = Secondary::start(options.latency).await?;
-        let checkpoint = run_dir.join("standby.checkpoint");
-        let config = write_config(
-            &run_dir,
-            &primary.url(),
-            &secondary.proxy.url(),
-            &checkpoint,
-            ordering,
-        )?;
-        let started = Instant::now();
-        let mut child = Replicator::spawn(&exe, &config, &run_dir.join("standby.log"))?;
-        let caught = wait_caught_up(&mut child, &checkpoint, head, started, deadline).await?;
-        eps[i] = options.events as f64 / caught.elapsed.as_secs_f64();
-        peak_kib = peak_kib.max(caught.peak_rss_kib);
-        cpu += caught.cpu_seconds;
+    for round in 1..=rounds {
+        let tag = if rounds > 1 {
+            format!("[{round}/{rounds}] ")
+        } else {
+            String::new()
+        };
+        let (read, took) = raw_read(&primary_client).await?;
+        reads.push(read as f64 / took.as_secs_f64());
         progress(&format!(
-            "replicate, ordering {ordering}: caught up {} events in {:.2} s = {:.0} events/s, \
-             peak RSS {:.1} MiB, CPU {:.2} s",
-            options.events,
-            caught.elapsed.as_secs_f64(),
-            eps[i],
-            caught.peak_rss_kib as f64 / 1024.0,
-            caught.cpu_seconds
+            "{tag}raw read: {read} records in {:.2} s = {:.0} events/s",
+            took.as_secs_f64(),
+            reads[reads.len() - 1]
         ));
-        if ordering == "stream" {
-            progress(&format!(
-                "live: {live_events} single-event appends at {LIVE_RATE} events/s, lag to a \
-                 long-polling reader of the secondary"
-            ));
-            let measured = live_lag(
-                &primary_client,
-                &admin_client(&secondary.proxy.url())?,
-                live_events,
-            )
-            .await;
-            child.check_running()?;
-            peak_kib = peak_kib.max(child.peak_rss_kib().unwrap_or(0));
-            let measured = measured?;
-            progress(&format!(
-                "live: {} events at {:.0} events/s, lag p50 {:.2} ms, p99 {:.2} ms",
-                measured.events, measured.rate, measured.p50_ms, measured.p99_ms
-            ));
-            lag = Some(measured);
-        }
-        drop(child);
+
+        let secondary = Secondary::start(options.latency).await?;
+        let (written, took) = raw_append(&admin_client(&secondary.proxy.url())?, options).await?;
         secondary.stop().await;
+        appends.push(written as f64 / took.as_secs_f64());
+        progress(&format!(
+            "{tag}raw append: {written} events in {:.2} s = {:.0} events/s",
+            took.as_secs_f64(),
+            appends[appends.len() - 1]
+        ));
+
+        let mut round_cpu = 0.0;
+        for (i, ordering) in ["global", "stream"].into_iter().enumerate() {
+            let run_dir = dir.path().join(format!("{ordering}-{round}"));
+            std::fs::create_dir_all(&run_dir).map_err(io_error("run directory"))?;
+            let secondary = Secondary::start(options.latency).await?;
+            let checkpoint = run_dir.join("standby.checkpoint");
+            let config = write_config(
+                &run_dir,
+                &primary.url(),
+                &secondary.proxy.url(),
+                &checkpoint,
+                ordering,
+            )?;
+            let started = Instant::now();
+            let mut child = Replicator::spawn(&exe, &config, &run_dir.join("standby.log"))?;
+            let caught = wait_caught_up(&mut child, &checkpoint, head, started, deadline).await?;
+            eps[i].push(options.events as f64 / caught.elapsed.as_secs_f64());
+            peak_kib = peak_kib.max(caught.peak_rss_kib);
+            round_cpu += caught.cpu_seconds;
+            progress(&format!(
+                "{tag}replicate, ordering {ordering}: caught up {} events in {:.2} s = {:.0} events/s, \
+                 peak RSS {:.1} MiB, CPU {:.2} s",
+                options.events,
+                caught.elapsed.as_secs_f64(),
+                eps[i][eps[i].len() - 1],
+                caught.peak_rss_kib as f64 / 1024.0,
+                caught.cpu_seconds
+            ));
+            if ordering == "stream" && round == rounds {
+                progress(&format!(
+                    "live: {live_events} single-event appends at {LIVE_RATE} events/s, lag to a \
+                     long-polling reader of the secondary"
+                ));
+                let measured = live_lag(
+                    &primary_client,
+                    &admin_client(&secondary.proxy.url())?,
+                    live_events,
+                )
+                .await;
+                child.check_running()?;
+                peak_kib = peak_kib.max(child.peak_rss_kib().unwrap_or(0));
+                let measured = measured?;
+                progress(&format!(
+                    "live: {} events at {:.0} events/s, lag p50 {:.2} ms, p99 {:.2} ms",
+                    measured.events, measured.rate, measured.p50_ms, measured.p99_ms
+                ));
+                lag = Some(measured);
+            }
+            drop(child);
+            secondary.stop().await;
+        }
+        cpu.push(round_cpu);
+        if rounds > 1 {
+            let min_raw = reads[reads.len() - 1].min(appends[appends.len() - 1]);
+            progress(&format!(
+                "{tag}replicate (stream) / min(raw read, raw append) = {:.2}",
+                eps[1][eps[1].len() - 1] / min_raw
+            ));
+        }
     }
     primary.stop().await;
     let lag = lag.expect("the stream run measures the live lag");
     Ok(BenchReport {
-        raw_read_eps: rounded(raw_read_eps, 0),
-        raw_append_eps: rounded(raw_append_eps, 0),
-        replicate_eps_global: rounded(eps[0], 0),
-        replicate_eps_stream: rounded(eps[1], 0),
+        raw_read_eps: rounded(median(&mut reads), 0),
+        raw_append_eps: rounded(median(&mut appends), 0),
+        replicate_eps_global: rounded(median(&mut eps[0]), 0),
+        replicate_eps_stream: rounded(median(&mut eps[1]), 0),
         live_lag_p50_ms: rounded(lag.p50_ms, 2),
         live_lag_p99_ms: rounded(lag.p99_ms, 2),
         peak_rss_mib: rounded(peak_kib as f64 / 1024.0, 1),
-        cpu_seconds_per_100k: rounded(cpu / (2.0 * options.events as f64) * 100_000.0, 3),
+        cpu_seconds_per_100k: rounded(
+            median(&mut cpu) / (2.0 * options.events as f64) * 100_000.0,
+            3,
+        ),
         events: options.events,
         streams: options.streams,
         event_bytes: options.event_bytes,
         latency_ms: options.latency.as_millis() as u64,
+        rounds,
         nodes: "in-process",
     })
 }
@@ -871,6 +920,14 @@ mod tests {
         assert_eq!(percentile(&values, 99.0), 99.0);
         assert_eq!(percentile(&[], 99.0), 0.0);
         assert_eq!(percentile(&[3.0], 1.0), 3.0);
+    }
+
+    #[test]
+    fn medians_take_the_middle() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [7.0]), 7.0);
+        assert_eq!(median(&mut []), 0.0);
     }
 
     #[test]

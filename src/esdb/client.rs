@@ -615,10 +615,10 @@ impl Client {
     /// original location); with [`ExpectedVersion::Any`] only while the server's id cache holds
     /// them (contract §5.5).
     #[instrument(skip_all, fields(stream = %stream, events = events.len(), expected = %expected))]
-    pub async fn append_events(
+    pub async fn append_events<E: std::borrow::Borrow<EventData>>(
         &self,
         stream: &str,
-        events: &[EventData],
+        events: &[E],
         expected: ExpectedVersion,
     ) -> Result<Appended, Error> {
         let body = encode::encode_events_json(events)?;

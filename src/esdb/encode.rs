@@ -9,6 +9,7 @@
 //! JSON objects/arrays), and refuses the events it cannot carry faithfully with an
 //! [`EncodeError`] that names the form to use instead.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use bytes::Bytes;
@@ -280,18 +281,20 @@ fn push_repr(out: &mut Vec<u8>, name: &str, repr: &Repr<'_>) {
 /// valid UTF-8 ([`EncodeError::NotUtf8`]), or a value starts like a JSON object/array but may not be
 /// embedded as one ([`EncodeError::LooksLikeJson`]: the server would re-format it). Each error names
 /// the single-event form that can carry the event instead, where one exists.
-pub fn encode_events_json(events: &[EventData]) -> Result<Bytes, EncodeError> {
+pub fn encode_events_json<E: Borrow<EventData>>(events: &[E]) -> Result<Bytes, EncodeError> {
     if events.is_empty() {
         return Err(EncodeError::EmptyBatch);
     }
     let mut out = Vec::with_capacity(
         events
             .iter()
-            .map(|e| e.data.len() + e.metadata.len() + e.event_type.len() + 96)
+            .map(Borrow::borrow)
+            .map(|e: &EventData| e.data.len() + e.metadata.len() + e.event_type.len() + 96)
             .sum(),
     );
     out.push(b'[');
-    for (index, event) in events.iter().enumerate() {
+    for (index, event) in events.iter().map(Borrow::borrow).enumerate() {
+        let event: &EventData = event;
         check_identity(index, event.event_id, &event.event_type)?;
         let data = repr(
             &event.data,
@@ -311,7 +314,13 @@ pub fn encode_events_json(events: &[EventData]) -> Result<Bytes, EncodeError> {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"eventId\":\"");
-        out.extend_from_slice(event.event_id.hyphenated().to_string().as_bytes());
+        out.extend_from_slice(
+            event
+                .event_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
         out.extend_from_slice(b"\",\"eventType\":");
         push_json_string(&mut out, &event.event_type);
         push_repr(&mut out, "data", &data);
@@ -424,7 +433,10 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert_eq!(encode_events_json(&[]), Err(EncodeError::EmptyBatch));
+        assert_eq!(
+            encode_events_json::<EventData>(&[]),
+            Err(EncodeError::EmptyBatch)
+        );
         assert_eq!(
             encode_events_json(&[EventData::json(Uuid::nil(), "t", &b"{}"[..])]),
             Err(EncodeError::NilEventId { index: 0 })

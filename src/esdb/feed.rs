@@ -4,67 +4,133 @@
 //! Every field is optional and `#[serde(default)]`, so a property that is absent (servers up to 21.6)
 //! and one that is `null` (21.10+, contract §2.4) both become `None`; unknown properties are ignored.
 //! Property names are camelCase. `data`, `metaData` and `linkMetaData` are JSON *strings* holding the
-//! stored bytes decoded as UTF-8 (contract §3.7), so they are kept as `String`.
+//! stored bytes decoded as UTF-8 (contract §3.7), so they are kept as text.
+//!
+//! Feed text is [`Text`]: borrowed from the response body unless it holds escapes. A `$all` page
+//! carries thousands of entries of a dozen strings each; borrowing them keeps decoding to about
+//! one allocation per entry beyond what the decoded event keeps. Entry `links` (`edit`,
+//! `alternate`) are not read: the entry's own URL is its `id`.
 //!
 //! Conversion into domain types ([`super::page`], [`super::node`]) lives in [`super::response`];
 //! these types never leave the `esdb` module's decoding code.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::de::{Deserializer, Visitor};
 use serde::Deserialize;
+
+/// A JSON string of a response body: borrowed when it has no escapes, owned otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    /// The text as an owned string (no copy when it was already owned).
+    pub fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
+    }
+}
 
 /// An Atom feed page (`$all` or a stream), contract §2.4.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct FeedDto {
+pub struct FeedDto<'a> {
     /// `"All events"` or `"Event stream '<s>'"`.
-    pub title: Option<String>,
+    #[serde(borrow)]
+    pub title: Option<Text<'a>>,
     /// Feed URL.
-    pub id: Option<String>,
+    #[serde(borrow)]
+    pub id: Option<Text<'a>>,
     /// Timestamp of the newest event on the page; not parsed (time-zone dependent when empty).
-    pub updated: Option<String>,
+    #[serde(borrow)]
+    pub updated: Option<Text<'a>>,
     /// Stream name (absent/null for `$all`).
-    pub stream_id: Option<String>,
+    #[serde(borrow)]
+    pub stream_id: Option<Text<'a>>,
     /// Whether the page reaches the current end of the stream (always false for `$all`).
     pub head_of_stream: Option<bool>,
     /// Only on head reads.
-    pub self_url: Option<String>,
+    #[serde(borrow)]
+    pub self_url: Option<Text<'a>>,
     /// Only on head reads; the ETag without quotes.
-    pub e_tag: Option<String>,
+    #[serde(borrow)]
+    pub e_tag: Option<Text<'a>>,
     /// Navigation links (RFC 5005 names, inverted: `previous` = newer).
-    pub links: Option<Vec<LinkDto>>,
+    #[serde(borrow)]
+    pub links: Option<Vec<LinkDto<'a>>>,
     /// Entries, newest first in both directions (contract §3.3).
-    pub entries: Option<Vec<EntryDto>>,
+    #[serde(borrow)]
+    pub entries: Option<Vec<EntryDto<'a>>>,
 }
 
 /// A feed link.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct LinkDto {
+pub struct LinkDto<'a> {
     /// Absolute URL.
-    pub uri: Option<String>,
+    #[serde(borrow)]
+    pub uri: Option<Text<'a>>,
     /// `self`, `first`, `last`, `next`, `previous`, `metadata`, `edit`, `alternate`.
-    pub relation: Option<String>,
+    #[serde(borrow)]
+    pub relation: Option<Text<'a>>,
 }
 
 /// A feed entry: the base Atom fields plus the rich fields present at `embed >= rich`
 /// (contract §2.4, §3.7).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct EntryDto {
+pub struct EntryDto<'a> {
     // Rich fields.
     /// Lower-case hyphenated GUID; missing on 2013 servers and on plain entries.
-    pub event_id: Option<String>,
+    #[serde(borrow)]
+    pub event_id: Option<Text<'a>>,
     /// Event type.
-    pub event_type: Option<String>,
+    #[serde(borrow)]
+    pub event_type: Option<Text<'a>>,
     /// Event number (tombstone = `i64::MAX`).
     pub event_number: Option<i64>,
     /// Stored data as UTF-8 text (only for JSON events at `body`; any event at `tryharder`).
-    pub data: Option<String>,
+    #[serde(borrow)]
+    pub data: Option<Text<'a>>,
     /// Stored metadata as UTF-8 text, when non-empty.
-    pub meta_data: Option<String>,
+    #[serde(borrow)]
+    pub meta_data: Option<Text<'a>>,
     /// Metadata of the link record, for resolved links.
-    pub link_meta_data: Option<String>,
+    #[serde(borrow)]
+    pub link_meta_data: Option<Text<'a>>,
     /// Stream of the event.
-    pub stream_id: Option<String>,
+    #[serde(borrow)]
+    pub stream_id: Option<Text<'a>>,
     /// The event's isJson flag.
     pub is_json: Option<bool>,
     /// Whether the metadata is non-empty.
@@ -76,21 +142,24 @@ pub struct EntryDto {
     /// Number of the record as read (the link's number for a resolved link).
     pub position_event_number: Option<i64>,
     /// Stream of the record as read (the link's stream for a resolved link).
-    pub position_stream_id: Option<String>,
+    #[serde(borrow)]
+    pub position_stream_id: Option<Text<'a>>,
 
     // Base entry fields.
     /// `"<eventNumber>@<streamId>"`.
-    pub title: Option<String>,
+    #[serde(borrow)]
+    pub title: Option<Text<'a>>,
     /// Entry URL.
-    pub id: Option<String>,
+    #[serde(borrow)]
+    pub id: Option<Text<'a>>,
     /// Event timestamp; not parsed.
-    pub updated: Option<String>,
+    #[serde(borrow)]
+    pub updated: Option<Text<'a>>,
     /// The event type.
-    pub summary: Option<String>,
+    #[serde(borrow)]
+    pub summary: Option<Text<'a>>,
     /// `embed=content` / single-event reads: the event with parsed data.
     pub content: Option<ContentDto>,
-    /// `edit` and `alternate` links.
-    pub links: Option<Vec<LinkDto>>,
 }
 
 /// The `content` object of an entry (`embed=content`, single-event atom reads): data and metadata
@@ -217,6 +286,10 @@ mod tests {
         assert_eq!(absent.data, None);
         assert_eq!(null.data, None);
         assert_eq!(absent.title, null.title);
+        assert!(
+            matches!(absent.title.unwrap().0, Cow::Borrowed("0@s")),
+            "plain text is borrowed from the body"
+        );
     }
 
     #[test]
@@ -226,6 +299,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(entry.data.as_deref(), Some("{\n  \"a\": \"1\"\n}"));
+        assert!(
+            matches!(entry.data.unwrap().0, Cow::Owned(_)),
+            "escapes make it owned"
+        );
         assert_eq!(entry.event_number, Some(i64::MAX));
     }
 

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
 use super::error::Error;
-use super::feed::{ContentDto, EntryDto, FeedDto, GossipDto, InfoDto, LinkDto, MemberDto};
+use super::feed::{ContentDto, EntryDto, FeedDto, GossipDto, InfoDto, LinkDto, MemberDto, Text};
 use super::headers::{self, media};
 use super::node::{Endpoint, Features, Gossip, Liveness, Member, NodeInfo, NodeState};
 use super::page::{
@@ -240,9 +240,9 @@ fn check_feed_media_type(req: &RequestInfo, resp: &RawResponse) -> Result<(), Er
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(
+fn parse_json<'a, T: serde::Deserialize<'a>>(
     req: &RequestInfo,
-    resp: &RawResponse,
+    resp: &'a RawResponse,
     what: &str,
 ) -> Result<T, Error> {
     serde_json::from_slice(&resp.body)
@@ -254,18 +254,18 @@ fn parse_json<T: serde::de::DeserializeOwned>(
 /// # Errors
 ///
 /// The JSON error if the body is not a feed object.
-pub fn parse_feed(body: &[u8]) -> Result<FeedDto, serde_json::Error> {
+pub fn parse_feed(body: &[u8]) -> Result<FeedDto<'_>, serde_json::Error> {
     serde_json::from_slice(body)
 }
 
 /// Collects the navigation links by relation (first occurrence wins).
-fn collect_links(dtos: &[LinkDto]) -> Links {
+fn collect_links(dtos: &[LinkDto<'_>]) -> Links {
     let mut links = Links::default();
     for dto in dtos {
         let (Some(uri), Some(relation)) = (&dto.uri, &dto.relation) else {
             continue;
         };
-        let slot = match relation.as_str() {
+        let slot = match &**relation {
             "self" => &mut links.self_,
             "first" => &mut links.first,
             "last" => &mut links.last,
@@ -275,7 +275,7 @@ fn collect_links(dtos: &[LinkDto]) -> Links {
             _ => continue,
         };
         if slot.is_none() {
-            *slot = Some(uri.clone());
+            *slot = Some(uri.to_string());
         }
     }
     links
@@ -335,8 +335,12 @@ fn parse_title(title: &str) -> Option<(StreamRevision, &str)> {
     Some((number.parse().ok()?, stream))
 }
 
-fn bytes_of(text: Option<String>) -> Option<Bytes> {
-    text.map(|text| Bytes::from(text.into_bytes()))
+fn bytes_of(text: Option<Text<'_>>) -> Option<Bytes> {
+    text.map(|text| Bytes::from(text.into_owned().into_bytes()))
+}
+
+fn owned(text: Option<Text<'_>>) -> Option<String> {
+    text.map(Text::into_owned)
 }
 
 fn content_of(dto: Option<ContentDto>) -> (Option<EntryContent>, Option<Uuid>) {
@@ -361,17 +365,19 @@ fn content_of(dto: Option<ContentDto>) -> (Option<EntryContent>, Option<Uuid>) {
 ///
 /// A description when the entry identifies no event (no usable rich fields and no `N@stream`
 /// title) or carries an event number outside 0 ..= `i64::MAX`.
-pub fn entry_from_dto(dto: EntryDto) -> Result<Entry, String> {
-    let label = dto
-        .title
-        .clone()
-        .or_else(|| dto.id.clone())
-        .unwrap_or_else(|| "<untitled>".to_owned());
+pub fn entry_from_dto(dto: EntryDto<'_>) -> Result<Entry, String> {
+    let label = |dto: &EntryDto<'_>| {
+        dto.title
+            .as_deref()
+            .or(dto.id.as_deref())
+            .unwrap_or("<untitled>")
+            .to_owned()
+    };
     let revision = match dto.event_number {
         None => None,
         Some(number) => Some(
             StreamRevision::from_signed(number)
-                .ok_or_else(|| format!("entry {label:?} has eventNumber {number}"))?,
+                .ok_or_else(|| format!("entry {:?} has eventNumber {number}", label(&dto)))?,
         ),
     };
     let event_id = dto
@@ -380,25 +386,25 @@ pub fn entry_from_dto(dto: EntryDto) -> Result<Entry, String> {
         .and_then(|id| id.parse::<Uuid>().ok())
         .filter(|id| !id.is_nil());
 
-    if let (Some(event_id), Some(event_type), Some(stream), Some(revision)) = (
+    if let (Some(event_id), true, true, Some(revision)) = (
         event_id,
-        dto.event_type.clone(),
-        dto.stream_id.clone(),
+        dto.event_type.is_some(),
+        dto.stream_id.is_some(),
         revision,
     ) {
         let position_revision = match dto.position_event_number {
             None => None,
-            Some(number) => Some(
-                StreamRevision::from_signed(number)
-                    .ok_or_else(|| format!("entry {label:?} has positionEventNumber {number}"))?,
-            ),
+            Some(number) => Some(StreamRevision::from_signed(number).ok_or_else(|| {
+                format!("entry {:?} has positionEventNumber {number}", label(&dto))
+            })?),
         };
+        let stream = owned(dto.stream_id).unwrap_or_default();
         let link = match (dto.position_stream_id, position_revision) {
             (Some(link_stream), Some(link_revision))
-                if link_stream != stream || link_revision != revision =>
+                if *link_stream != *stream || link_revision != revision =>
             {
                 Some(EventRef {
-                    stream: link_stream,
+                    stream: link_stream.into_owned(),
                     revision: link_revision,
                 })
             }
@@ -408,7 +414,7 @@ pub fn entry_from_dto(dto: EntryDto) -> Result<Entry, String> {
             stream,
             revision,
             event_id,
-            event_type,
+            event_type: owned(dto.event_type).unwrap_or_default(),
             is_json: dto.is_json.unwrap_or(false),
             data: bytes_of(dto.data),
             metadata: bytes_of(dto.meta_data),
@@ -417,7 +423,7 @@ pub fn entry_from_dto(dto: EntryDto) -> Result<Entry, String> {
             is_link_metadata: dto.is_link_meta_data.unwrap_or(false),
             is_redacted: dto.is_redacted.unwrap_or(false),
             link,
-            updated: dto.updated,
+            updated: owned(dto.updated),
         }));
     }
 
@@ -427,12 +433,13 @@ pub fn entry_from_dto(dto: EntryDto) -> Result<Entry, String> {
         .as_deref()
         .and_then(parse_title)
         .map(|(revision, stream)| (stream.to_owned(), revision));
-    let (stream, revision) = match (from_title, dto.stream_id.clone(), revision) {
+    let (stream, revision) = match (from_title, dto.stream_id.as_deref(), revision) {
         (Some(identity), _, _) => identity,
-        (None, Some(stream), Some(revision)) => (stream, revision),
+        (None, Some(stream), Some(revision)) => (stream.to_owned(), revision),
         _ => {
             return Err(format!(
-                "entry {label:?} names no event: no rich fields and no \"<number>@<stream>\" title"
+                "entry {:?} names no event: no rich fields and no \"<number>@<stream>\" title",
+                label(&dto)
             ))
         }
     };
@@ -440,19 +447,19 @@ pub fn entry_from_dto(dto: EntryDto) -> Result<Entry, String> {
     Ok(Entry::Summary(EntrySummary {
         stream,
         revision,
-        event_type: dto.summary.or(dto.event_type),
+        event_type: owned(dto.summary.or(dto.event_type)),
         event_id: event_id.or(content_event_id),
         is_json: dto.is_json,
         content,
-        uri: dto.id,
-        updated: dto.updated,
+        uri: owned(dto.id),
+        updated: owned(dto.updated),
     }))
 }
 
 /// Converts the feed's entries (newest first) into read-direction order.
 fn entries_in_read_order(
     req: &RequestInfo,
-    dtos: Vec<EntryDto>,
+    dtos: Vec<EntryDto<'_>>,
     direction: Direction,
 ) -> Result<Vec<Entry>, Error> {
     let mut entries = dtos
@@ -548,7 +555,7 @@ pub fn decode_stream_page(
         Some(uri) => stream_link_revision(uri).map_err(|detail| req.decode_error(detail))?,
     };
     Ok(Lookup::Found(StreamPage {
-        stream: feed.stream_id.unwrap_or_else(|| stream.to_owned()),
+        stream: owned(feed.stream_id).unwrap_or_else(|| stream.to_owned()),
         direction,
         is_end: entries.len() < usize::from(count.get()),
         entries,

@@ -2,8 +2,9 @@
 //! the secondary.
 //!
 //! It persists only what the writer confirmed (every event before the position is acknowledged by
-//! the secondary), so the file is never ahead of the secondary. It reports each persisted position
-//! back, which is what a barrier page waits for.
+//! the secondary), so the file is never ahead of the secondary: at most every [`WRITE_INTERVAL`],
+//! and at once when the writer asks for a flush. It reports each position that is durable both
+//! locally and in the copy on the secondary, which is what the writer waits for around a delete.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +28,8 @@ pub const CHECKPOINT_EVENT_TYPE: &str = "standby-checkpoint";
 pub const COPIES_KEPT: u64 = 100;
 /// How often the copy on the secondary is refreshed while positions move.
 const COPY_INTERVAL: Duration = Duration::from_secs(5);
+/// Least time between two writes of the local file, except when the writer asks for a flush.
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(50);
 
 pub(super) struct Checkpointer {
     pub store: Arc<Mutex<CheckpointStore>>,
@@ -37,13 +40,7 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Persists every new applied position until the writer is gone (its sender dropped), then
-    /// flushes the last one. The copy on the secondary is refreshed every [`COPY_INTERVAL`], at
-    /// shutdown, and — retried until it succeeds — after a barrier page, so that a recovery from
-    /// the copy never replays a delete. `abort` cuts copies short.
-    ///
-    /// # Cancel safety
-    /// Never cancelled mid-write: a local write runs to completion on a blocking thread.
+    /// Keeps [`COPIES_KEPT`] copies on the secondary (`$maxCount`).
     async fn bound_copies(&self) -> Result<(), crate::esdb::Error> {
         let current = match self
             .secondary
@@ -73,25 +70,46 @@ impl Checkpointer {
             .map(|_| ())
     }
 
+    /// Persists the applied positions until the writer is gone (its sender dropped), then
+    /// persists the last one. The copy on the secondary is refreshed every [`COPY_INTERVAL`], at
+    /// shutdown, and — retried until it succeeds — on a flush, so that a recovery from the copy
+    /// never replays a delete. `abort` cuts copies short.
+    ///
+    /// # Cancel safety
+    /// Never cancelled mid-write: a local write runs to completion on a blocking thread.
     pub async fn run(
         self,
         mut applied: watch::Receiver<Applied>,
-        persisted: watch::Sender<Position>,
+        flushed: watch::Sender<Position>,
         abort: CancellationToken,
     ) -> Result<(), StageError> {
         let mut last_copy: Option<(Instant, Position)> = None;
+        let mut last_write: Option<Instant> = None;
         // Bound the copies stream; best effort, once per run. Setup writes the same bound with
         // the stream's ACL; merge into what is there so the ACL is never dropped.
         if let Err(e) = self.bound_copies().await {
             tracing::warn!(error = %e, "could not bound {CHECKPOINT_STREAM} with $maxCount");
         }
         loop {
-            let closed = applied.changed().await.is_err();
-            let Applied { position, barrier } = *applied.borrow_and_update();
+            let mut closed = applied.changed().await.is_err();
+            // Between flushes, write at most every WRITE_INTERVAL: a replay after a crash is
+            // idempotent, so a slightly older checkpoint costs a moment of replay, while an fsync
+            // per page at the live edge costs CPU all the time.
+            if let Some(due) = last_write.map(|at| at + WRITE_INTERVAL) {
+                while !closed && !applied.borrow().flush && Instant::now() < due {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => break,
+                        r = applied.changed() => closed = r.is_err(),
+                    }
+                }
+            }
+            let Applied { position, flush } = *applied.borrow_and_update();
             self.persist(position).await?;
+            last_write = Some(Instant::now());
+            let copied = last_copy.is_some_and(|(_, p)| p == position);
             let due =
                 last_copy.is_none_or(|(at, p)| p != position && at.elapsed() >= COPY_INTERVAL);
-            if barrier && last_copy.is_none_or(|(_, p)| p != position) {
+            if flush && !copied {
                 match retry(
                     "copy the checkpoint to the secondary",
                     &abort,
@@ -104,7 +122,7 @@ impl Checkpointer {
                     Err(Gave::Cancelled) => return Ok(()),
                     Err(Gave::Up(e)) => return Err(StageError::Secondary(e)),
                 }
-            } else if closed || due {
+            } else if !copied && (closed || due) {
                 // Best effort: the local file is the truth.
                 let copy = self.copy_to_secondary(position);
                 let result = tokio::select! { _ = abort.cancelled() => None, r = copy => Some(r) };
@@ -116,7 +134,9 @@ impl Checkpointer {
                     None => {}
                 }
             }
-            persisted.send_replace(position);
+            if last_copy.is_some_and(|(_, p)| p == position) {
+                flushed.send_replace(position);
+            }
             if closed {
                 return Ok(());
             }

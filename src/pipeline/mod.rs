@@ -12,6 +12,7 @@
 //! replication state. Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer finish its page,
 //! and flushes the checkpoint, within [`SHUTDOWN_DEADLINE`].
 
+pub mod lanes;
 pub mod plan;
 
 mod checkpointer;
@@ -45,12 +46,13 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// The epoch a replicator runs under until promotion exists.
 pub const INITIAL_EPOCH: Epoch = Epoch::new(1);
 
-/// A page end the writer has applied. `barrier`: the page held a delete, so its end must be
-/// persisted locally and on the secondary before the next page is applied.
+/// The low-water mark of the pages the writer has applied. `flush`: the writer waits for this
+/// position to be durable, locally and in the copy on the secondary, before it applies a delete
+/// (or the pages after one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Applied {
     pub position: Position,
-    pub barrier: bool,
+    pub flush: bool,
 }
 
 /// One planned page on its way to the writer.
@@ -60,6 +62,8 @@ pub(crate) struct Batch {
     pub end: Position,
     /// Source records in the page, replicated or not.
     pub records: usize,
+    /// The page reached the head of `$all` (live, not catching up).
+    pub at_head: bool,
     /// Events of the page the HTTP API cannot copy exactly; recorded before the page is applied.
     pub losses: Vec<crate::fidelity::LossRecord>,
     /// Timestamp of the page's last record, as the server formats it.
@@ -252,15 +256,15 @@ impl Shared {
     fn note_fidelity_loss(&self) {
         self.fidelity_losses.fetch_add(1, AtomicOrdering::Relaxed);
     }
-    fn note_applied(&self, batch: &Batch) {
+    fn note_applied(&self, page: &lanes::PageInfo) {
         self.health.progress();
-        if batch.updated.is_some() {
-            *self.applied_at.lock().expect("progress lock") = batch.updated.clone();
+        if page.updated.is_some() {
+            *self.applied_at.lock().expect("progress lock") = page.updated.clone();
         }
         self.pages_applied.fetch_add(1, AtomicOrdering::Relaxed);
         self.records_applied
-            .fetch_add(batch.records as u64, AtomicOrdering::Relaxed);
-        self.state.lock().expect("progress lock").applied = Some(batch.end);
+            .fetch_add(page.records as u64, AtomicOrdering::Relaxed);
+        self.state.lock().expect("progress lock").applied = Some(page.end);
     }
     fn note_checkpoint(&self, position: Position, _took: Duration) {
         self.checkpoints_written
@@ -604,9 +608,9 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
     let (applied_tx, applied_rx) = watch::channel(Applied {
         position: start,
-        barrier: false,
+        flush: false,
     });
-    let (persisted_tx, persisted_rx) = watch::channel(start);
+    let (flushed_tx, flushed_rx) = watch::channel(start);
     let reader_stop = shutdown.child_token();
     let writer_stop = CancellationToken::new();
     let abort = CancellationToken::new();
@@ -660,14 +664,14 @@ pub async fn run(
         Box::pin(writer.run(
             rx,
             applied_tx,
-            persisted_rx,
+            flushed_rx,
             writer_stop.clone(),
             abort.clone(),
         )),
     );
     stage(
         "checkpointer",
-        Box::pin(checkpointer.run(applied_rx, persisted_tx, abort.clone())),
+        Box::pin(checkpointer.run(applied_rx, flushed_tx, abort.clone())),
     );
     stage(
         "control",

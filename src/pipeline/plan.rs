@@ -132,7 +132,7 @@ pub enum PlanError {
 ///
 /// # Errors
 /// [`PlanError::MissingData`] for a user event without data.
-pub fn plan(records: &[RecordedEvent], filter: &ReplicationConfig) -> Result<Plan, PlanError> {
+pub fn plan(records: Vec<RecordedEvent>, filter: &ReplicationConfig) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
     for r in records {
         match classify(&r.stream) {
@@ -143,7 +143,7 @@ pub fn plan(records: &[RecordedEvent], filter: &ReplicationConfig) -> Result<Pla
             StreamKind::MetadataOf(s) => {
                 // Non-JSON metadata cannot be read back from an older metastream event (only the
                 // latest is readable, §4.5) and has no effect on the server's behaviour.
-                let Some(data) = r.data.clone().filter(|_| r.is_json) else {
+                let Some(data) = r.data.filter(|_| r.is_json) else {
                     tracing::warn!(stream = s, event_id = %r.event_id, "non-JSON stream metadata is not replicated");
                     plan.skipped += 1;
                     continue;
@@ -172,16 +172,18 @@ pub fn plan(records: &[RecordedEvent], filter: &ReplicationConfig) -> Result<Pla
                 });
             }
             StreamKind::User(s) => {
-                let data = r.data.clone().ok_or_else(|| PlanError::MissingData {
-                    stream: s.to_string(),
-                    revision: r.revision,
-                    event_id: r.event_id,
-                })?;
+                let Some(data) = r.data else {
+                    return Err(PlanError::MissingData {
+                        stream: s.to_string(),
+                        revision: r.revision,
+                        event_id: r.event_id,
+                    });
+                };
                 let event = EventData {
                     event_id: r.event_id,
-                    event_type: r.event_type.clone(),
+                    event_type: r.event_type,
                     data,
-                    metadata: r.metadata.clone().unwrap_or_default(),
+                    metadata: r.metadata.unwrap_or_default(),
                     is_json: r.is_json,
                 };
                 let source = SourceEvent {
@@ -267,7 +269,7 @@ mod tests {
             rec("$stats", 5, "t", b"{}", true),
             rec("a", 3, "t", b"{}", true),
         ];
-        let p = plan(&recs, &all()).unwrap();
+        let p = plan(recs, &all()).unwrap();
         let shape: Vec<(String, Vec<u64>)> = p
             .ops
             .iter()
@@ -300,7 +302,7 @@ mod tests {
             rec("b", u64::MAX, TOMBSTONE_TYPE, b"", false),
             rec("$$$users", 0, "$metadata", b"{}", true),
         ];
-        let p = plan(&recs, &all()).unwrap();
+        let p = plan(recs, &all()).unwrap();
         assert!(matches!(&p.ops[1], Op::Metadata { stream, .. } if stream == "a"));
         assert_eq!(
             p.ops[2],
@@ -321,7 +323,7 @@ mod tests {
             rec("$$a", 0, "$metadata", SOFT_DELETE_BODY, true),
             rec("b", 0, "t", b"{}", true),
         ];
-        let p = plan(&recs, &all()).unwrap();
+        let p = plan(recs, &all()).unwrap();
         assert_eq!(
             p.ops[0],
             Op::SoftDelete {
@@ -342,7 +344,7 @@ mod tests {
             rec("$$tmp-1", 0, "$metadata", b"{}", true),
             rec("keep", 0, "t", b"{}", true),
         ];
-        let p = plan(&recs, &filter).unwrap();
+        let p = plan(recs, &filter).unwrap();
         assert_eq!(p.ops.len(), 1);
         assert_eq!(p.skipped, 2);
     }
@@ -352,7 +354,7 @@ mod tests {
         let mut link = rec("mine", 0, LINK_TYPE, b"3@order-1", false);
         link.metadata = Some(Bytes::from_static(b"{\"m\":1}"));
         let p = plan(
-            &[
+            vec![
                 link.clone(),
                 rec("bin", 0, "blob", &[0, 159, 146, 150], false),
             ],
@@ -376,7 +378,7 @@ mod tests {
         let mut r = rec("a", 0, "t", b"", false);
         r.data = None;
         assert!(matches!(
-            plan(&[r], &all()),
+            plan(vec![r], &all()),
             Err(PlanError::MissingData { .. })
         ));
     }

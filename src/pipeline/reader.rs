@@ -95,7 +95,7 @@ impl Reader {
                     Err(Gave::Up(err)) => return Err(StageError::Primary(err)),
                 }
             }
-            let plan = plan::plan(&events, &self.filter)
+            let plan = plan::plan(events, &self.filter)
                 .map_err(|e| StageError::Unexpected(e.to_string()))?;
             self.shared.set_head(end, at_head);
             self.shared.health.caught_up(false);
@@ -103,6 +103,7 @@ impl Reader {
                 plan,
                 end,
                 records,
+                at_head,
                 losses,
                 updated,
             };

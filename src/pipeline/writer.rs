@@ -14,12 +14,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream::{self, TryStreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::lanes::{Lanes, PageInfo, Work};
 use super::plan::{Op, SourceEvent, LINK_TYPE};
 use super::{Applied, Batch, Shared, StageError};
 use crate::config::Ordering;
@@ -30,32 +31,14 @@ use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision}
 use crate::retry::{retry, Gave};
 
 /// Most events in one append request.
-const MAX_APPEND_EVENTS: usize = 500;
+pub(super) const MAX_APPEND_EVENTS: usize = 500;
 /// Most data + metadata bytes in one append request (the server's limit is 4 MiB per event).
-const MAX_APPEND_BYTES: usize = 2 << 20;
-/// Streams of one page applied at once with `ordering = "stream"`.
+pub(super) const MAX_APPEND_BYTES: usize = 2 << 20;
+/// Streams applied at once with `ordering = "stream"`.
 pub const STREAM_CONCURRENCY: usize = 128;
-
-/// Adds `op` to one stream's operations, merging it into the previous append when it continues
-/// it: with `ordering = "stream"` only per-stream order matters, so a stream's runs of one page,
-/// interleaved with other streams in `$all`, go in one request instead of one each.
-fn coalesce<'a>(ops: &mut Vec<Cow<'a, Op>>, op: &'a Op) {
-    if let (Some(last), Op::Append { events, .. }) = (ops.last_mut(), op) {
-        let continues = match last.as_ref() {
-            Op::Append { events: prev, .. } => {
-                prev.last().and_then(|e| e.revision.next()) == events.first().map(|e| e.revision)
-            }
-            _ => false,
-        };
-        if continues {
-            if let Op::Append { events: prev, .. } = last.to_mut() {
-                prev.extend(events.iter().cloned());
-            }
-            return;
-        }
-    }
-    ops.push(Cow::Borrowed(op));
-}
+/// How long lanes may wait for further pages before they are sent anyway: what was read is
+/// written soon even when the primary stops answering.
+pub const LINGER_TIME: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The secondary differs from the primary: replication stops, nothing is overwritten.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,93 +89,190 @@ struct PageCtx<'a> {
 }
 
 impl Writer {
-    /// Applies batches until the channel closes or `stop` fires, reporting each applied page end
-    /// on `applied`. After a barrier page it waits until `persisted` has caught up.
+    /// Applies batches until the channel closes or `stop` fires, reporting the low-water mark of
+    /// retired pages on `applied` (see [`super::lanes`]).
+    ///
+    /// A page holding a delete (a barrier) is applied alone: every earlier page is retired and
+    /// made durable first (locally and in the copy on the secondary), so that no replay can run
+    /// an earlier page's operations after the delete; then the page itself is applied and made
+    /// durable before any later page is admitted.
     ///
     /// # Cancel safety
-    /// `stop` is checked between batches: the batch in flight is finished. `abort` abandons it
-    /// (shutdown deadline passed); the unfinished page is replayed after the restart.
+    /// `stop` ends admission and dispatch; the work in flight is finished and what it retires is
+    /// reported. `abort` abandons the work in flight (shutdown deadline passed); unretired pages
+    /// are replayed after the restart.
     pub async fn run(
         self,
-        mut rx: mpsc::Receiver<Batch>,
+        rx: mpsc::Receiver<Batch>,
         applied: watch::Sender<Applied>,
-        mut persisted: watch::Receiver<Position>,
+        flushed: watch::Receiver<Position>,
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Result<(), StageError> {
+        match self.schedule(rx, applied, flushed, stop, abort).await {
+            Err(StageError::Cancelled) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn schedule(
+        &self,
+        mut rx: mpsc::Receiver<Batch>,
+        applied: watch::Sender<Applied>,
+        mut flushed: watch::Receiver<Position>,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<(), StageError> {
+        let concurrency = match self.ordering {
+            Ordering::Global => 1,
+            Ordering::Stream => STREAM_CONCURRENCY,
+        };
+        let mut lanes = Lanes::new(self.ordering);
+        let mut running = FuturesUnordered::new();
+        // A barrier page received and waiting for the pages before it.
+        let mut waiting: Option<Batch> = None;
+        // The end of the barrier page being applied, and the streams it hard-deletes.
+        let mut barrier: Option<Position> = None;
+        let mut hard_deleted: Arc<HashSet<String>> = Arc::default();
+        let mut last: Option<Position> = None;
+        let (mut closed, mut stopping) = (false, false);
+        // When lingering lanes are sent even though no further page came.
+        let mut linger_until: Option<tokio::time::Instant> = None;
         loop {
-            let batch = tokio::select! {
+            if closed || stopping || waiting.is_some() {
+                lanes.release_all();
+            }
+            while !stopping && running.len() < concurrency {
+                let Some(work) = lanes.next_work() else { break };
+                running.push(self.run_work(work, hard_deleted.clone(), abort.clone()));
+            }
+            if running.is_empty() {
+                if stopping || (closed && lanes.is_idle() && waiting.is_none()) {
+                    return Ok(());
+                }
+                if let Some(end) = barrier.take() {
+                    // A delete cannot be replayed blindly: make its page durable first.
+                    self.flush(&applied, &mut flushed, end, &abort).await?;
+                    hard_deleted = Arc::default();
+                }
+                if lanes.is_idle() {
+                    if let Some(batch) = waiting.take() {
+                        if let Some(before) = last {
+                            self.flush(&applied, &mut flushed, before, &abort).await?;
+                        }
+                        barrier = Some(batch.end);
+                        hard_deleted = Arc::new(batch.plan.hard_deleted.clone());
+                        last = self
+                            .admit(&mut lanes, batch, &applied, &abort)
+                            .await?
+                            .or(last);
+                        continue;
+                    }
+                }
+            }
+            let admitting = !closed && !stopping && waiting.is_none() && barrier.is_none();
+            tokio::select! {
                 biased;
-                _ = stop.cancelled() => return Ok(()),
-                b = rx.recv() => match b { Some(b) => b, None => return Ok(()) },
-            };
-            let ctx = PageCtx {
-                hard_deleted: &batch.plan.hard_deleted,
-                cancel: &abort,
-            };
-            if !batch.losses.is_empty() {
-                // Recorded before the events, so `verify` never sees an unexplained lossy copy.
-                match self
-                    .call("record lossy copies", &ctx, || {
-                        fidelity::record(&self.client, &batch.losses)
-                    })
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(StageError::Cancelled) => return Ok(()),
-                    Err(e) => return Err(e),
+                _ = abort.cancelled() => return Ok(()),
+                _ = stop.cancelled(), if !stopping => stopping = true,
+                _ = tokio::time::sleep_until(linger_until.unwrap_or_else(tokio::time::Instant::now)), if linger_until.is_some() => {
+                    linger_until = None;
+                    lanes.release_all();
                 }
-            }
-            match self.apply(&batch.plan.ops, &ctx).await {
-                Ok(()) => {}
-                Err(StageError::Cancelled) => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            self.shared.note_applied(&batch);
-            applied.send_replace(Applied {
-                position: batch.end,
-                barrier: batch.plan.barrier,
-            });
-            if batch.plan.barrier {
-                // A delete cannot be replayed blindly: make this page's end durable first.
-                tokio::select! {
-                    _ = abort.cancelled() => return Ok(()),
-                    r = persisted.wait_for(|p| *p >= batch.end) => if r.is_err() { return Ok(()) },
+                Some((work, result)) = running.next(), if !running.is_empty() => {
+                    result?;
+                    last = self.retired(lanes.complete(work), &applied).or(last);
                 }
+                batch = rx.recv(), if admitting && lanes.has_room() => match batch {
+                    None => closed = true,
+                    Some(batch) if batch.plan.barrier => waiting = Some(batch),
+                    Some(batch) => {
+                        linger_until = (!batch.at_head).then(|| tokio::time::Instant::now() + LINGER_TIME);
+                        last = self.admit(&mut lanes, batch, &applied, &abort).await?.or(last);
+                    }
+                },
             }
         }
     }
 
-    async fn apply(&self, ops: &[Op], ctx: &PageCtx<'_>) -> Result<(), StageError> {
-        match self.ordering {
-            Ordering::Global => {
-                for op in ops {
-                    self.apply_op(op, ctx).await?;
-                }
-                Ok(())
-            }
-            Ordering::Stream => {
-                // Per-stream order is kept; streams run concurrently. The page counts as applied
-                // only when every stream is done (the checkpoint is a low-water mark).
-                let mut groups: Vec<(&str, Vec<Cow<'_, Op>>)> = Vec::new();
-                let mut index = std::collections::HashMap::new();
-                for op in ops {
-                    let i = *index.entry(op.stream()).or_insert_with(|| {
-                        groups.push((op.stream(), Vec::new()));
-                        groups.len() - 1
-                    });
-                    coalesce(&mut groups[i].1, op);
-                }
-                stream::iter(groups.into_iter().map(Ok))
-                    .try_for_each_concurrent(STREAM_CONCURRENCY, |(_, ops)| async move {
-                        for op in ops {
-                            self.apply_op(&op, ctx).await?;
-                        }
-                        Ok(())
-                    })
-                    .await
+    /// Admits a page: records its lossy copies first, so `verify` never sees an unexplained one.
+    async fn admit(
+        &self,
+        lanes: &mut Lanes,
+        batch: Batch,
+        applied: &watch::Sender<Applied>,
+        abort: &CancellationToken,
+    ) -> Result<Option<Position>, StageError> {
+        if !batch.losses.is_empty() {
+            let ctx = PageCtx {
+                hard_deleted: &HashSet::new(),
+                cancel: abort,
+            };
+            self.call("record lossy copies", &ctx, || {
+                fidelity::record(&self.client, &batch.losses)
+            })
+            .await?;
+        }
+        let info = PageInfo {
+            end: batch.end,
+            records: batch.records,
+            updated: batch.updated,
+        };
+        Ok(self.retired(lanes.admit(batch.plan.ops, info, batch.at_head), applied))
+    }
+
+    /// Reports retired pages; returns the new low-water mark, if any page retired.
+    fn retired(&self, pages: Vec<PageInfo>, applied: &watch::Sender<Applied>) -> Option<Position> {
+        let end = pages.last()?.end;
+        for page in &pages {
+            self.shared.note_applied(page);
+        }
+        applied.send_replace(Applied {
+            position: end,
+            flush: false,
+        });
+        Some(end)
+    }
+
+    /// Asks for `position` to be made durable (locally and on the secondary) and waits for it.
+    async fn flush(
+        &self,
+        applied: &watch::Sender<Applied>,
+        flushed: &mut watch::Receiver<Position>,
+        position: Position,
+        abort: &CancellationToken,
+    ) -> Result<(), StageError> {
+        applied.send_replace(Applied {
+            position,
+            flush: true,
+        });
+        tokio::select! {
+            _ = abort.cancelled() => Err(StageError::Cancelled),
+            r = flushed.wait_for(|p| *p >= position) => match r {
+                Ok(_) => Ok(()),
+                // The checkpointer is gone: it failed, and says why.
+                Err(_) => Err(StageError::Cancelled),
+            },
+        }
+    }
+
+    /// Applies one lane's work, its operations in order.
+    async fn run_work(
+        &self,
+        work: Work,
+        hard_deleted: Arc<HashSet<String>>,
+        abort: CancellationToken,
+    ) -> (Work, Result<(), StageError>) {
+        let ctx = PageCtx {
+            hard_deleted: &hard_deleted,
+            cancel: &abort,
+        };
+        for op in &work.ops {
+            if let Err(e) = self.apply_op(op, &ctx).await {
+                return (work, Err(e));
             }
         }
+        (work, Ok(()))
     }
 
     async fn apply_op(&self, op: &Op, ctx: &PageCtx<'_>) -> Result<(), StageError> {
@@ -250,25 +330,28 @@ impl Writer {
     ) -> Result<(), StageError> {
         let mut rest = events;
         while !rest.is_empty() {
-            let mapping = {
+            let (first, mapping) = {
                 let offsets = self.offsets.lock().await;
-                let prepared: Vec<(StreamRevision, EventData)> = rest
+                // Numbers are consecutive, so the events before the offset are a prefix.
+                let skipped = rest
                     .iter()
-                    .filter_map(|e| {
-                        offsets
-                            .to_secondary(stream, e.revision)
-                            .map(|r| (r, self.translate_link(&offsets, &e.event)))
-                    })
+                    .take_while(|e| offsets.to_secondary(stream, e.revision).is_none())
+                    .count();
+                rest = &rest[skipped..];
+                let Some(first) = rest
+                    .first()
+                    .and_then(|e| offsets.to_secondary(stream, e.revision))
+                else {
+                    // Every event lies before the stream's offset: never replicated by the rule.
+                    return Ok(());
+                };
+                let mapping: Vec<Cow<'_, EventData>> = rest
+                    .iter()
+                    .map(|e| self.translate_link(&offsets, &e.event))
                     .collect();
-                prepared
+                (first, mapping)
             };
-            if mapping.is_empty() {
-                // Every event lies before the stream's offset: never replicated by the rule.
-                return Ok(());
-            }
-            let skipped = rest.len() - mapping.len();
-            rest = &rest[skipped..];
-            match self.append_mapped(stream, &mapping, ctx).await {
+            match self.append_mapped(stream, first, &mapping, ctx).await {
                 Ok(()) => return Ok(()),
                 Err(AppendFailure::Stage(e)) => return Err(e),
                 Err(AppendFailure::Mismatch {
@@ -279,15 +362,15 @@ impl Writer {
                     // An earlier run applied a prefix of these events in other batches (a crash
                     // between pages at the live edge, or another ordering): skip what is there
                     // with the same ids, then go on. Anything else is divergence.
-                    if let (Some(CurrentVersion::Revision(current)), Some((first, _))) =
-                        (current, mapping.get(at))
+                    if let (Some(CurrentVersion::Revision(current)), Some(from)) =
+                        (current, nth(first, at).filter(|_| at < mapping.len()))
                     {
-                        if current >= *first {
+                        if current >= from {
                             let present = self
-                                .applied_prefix(stream, &mapping[at..], current, ctx)
+                                .applied_prefix(stream, from, &mapping[at..], current, ctx)
                                 .await?;
                             if present > 0 {
-                                tracing::info!(stream, from = %first, events = present, "events already on the secondary from an earlier run; skipping them");
+                                tracing::info!(stream, %from, events = present, "events already on the secondary from an earlier run; skipping them");
                                 rest = &rest[at + present..];
                                 continue;
                             }
@@ -330,12 +413,13 @@ impl Writer {
         Ok(())
     }
 
-    /// How many leading `events` (already mapped to secondary numbers) the secondary holds, up to
-    /// its `current` last number, with the same ids; stops at the first that differs.
+    /// How many leading `events` (mapped to secondary numbers from `first` on) the secondary
+    /// holds, up to its `current` last number, with the same ids; stops at the first that differs.
     async fn applied_prefix(
         &self,
         stream: &str,
-        events: &[(StreamRevision, EventData)],
+        first: StreamRevision,
+        events: &[Cow<'_, EventData>],
         current: StreamRevision,
         ctx: &PageCtx<'_>,
     ) -> Result<usize, StageError> {
@@ -345,8 +429,8 @@ impl Writer {
             resolve_link_tos: Some(false),
         };
         let mut matched = 0;
-        while matched < events.len() && events[matched].0 <= current {
-            let from = events[matched].0;
+        let at = |k: usize| nth(first, k).filter(|r| k < events.len() && *r <= current);
+        while let Some(from) = at(matched) {
             let page = self
                 .call("read back applied events", ctx, || {
                     self.client.read_stream_forward(
@@ -366,9 +450,9 @@ impl Writer {
                 .filter_map(|e| e.as_event().map(|ev| (ev.revision, ev.event_id)))
                 .collect();
             let before = matched;
-            while matched < events.len() && events[matched].0 <= current {
-                match ids.get(&events[matched].0) {
-                    Some(id) if *id == events[matched].1.event_id => matched += 1,
+            while let Some(revision) = at(matched) {
+                match ids.get(&revision) {
+                    Some(id) if *id == events[matched].event_id => matched += 1,
                     Some(_) => return Ok(matched),
                     None => break,
                 }
@@ -381,9 +465,13 @@ impl Writer {
     }
 
     /// A user-written link to an event of an offset stream points at the translated number.
-    fn translate_link(&self, offsets: &StreamOffsets, event: &EventData) -> EventData {
+    fn translate_link<'e>(
+        &self,
+        offsets: &StreamOffsets,
+        event: &'e EventData,
+    ) -> Cow<'e, EventData> {
         if event.event_type != LINK_TYPE || offsets.is_empty() {
-            return event.clone();
+            return Cow::Borrowed(event);
         }
         let parsed = std::str::from_utf8(&event.data).ok().and_then(|t| {
             let (n, target) = t.split_once('@')?;
@@ -393,11 +481,11 @@ impl Writer {
             let to = offsets.to_secondary(target, StreamRevision::new(n)?)?;
             (to.get() != n).then(|| format!("{}@{target}", to.get()))
         }) {
-            Some(data) => EventData {
+            Some(data) => Cow::Owned(EventData {
                 data: Bytes::from(data),
                 ..event.clone()
-            },
-            None => event.clone(),
+            }),
+            None => Cow::Borrowed(event),
         }
     }
 
@@ -405,7 +493,8 @@ impl Writer {
     async fn append_mapped(
         &self,
         stream: &str,
-        events: &[(StreamRevision, EventData)],
+        first: StreamRevision,
+        events: &[Cow<'_, EventData>],
         ctx: &PageCtx<'_>,
     ) -> Result<(), AppendFailure> {
         let mut i = 0;
@@ -414,17 +503,18 @@ impl Writer {
             let mut bytes = 0;
             while end < events.len()
                 && end - i < MAX_APPEND_EVENTS
-                && (end == i || bytes + size(&events[end].1) <= MAX_APPEND_BYTES)
+                && (end == i || bytes + size(&events[end]) <= MAX_APPEND_BYTES)
             {
-                bytes += size(&events[end].1);
+                bytes += size(&events[end]);
                 end += 1;
             }
-            let chunk: Vec<EventData> = events[i..end].iter().map(|(_, e)| e.clone()).collect();
-            let expected = expected_before(events[i].0);
+            let chunk = &events[i..end];
+            let at = nth(first, i).ok_or_else(|| too_far(stream))?;
+            let expected = expected_before(at);
             let started = std::time::Instant::now();
             let result = self
                 .call("append", ctx, || {
-                    self.client.append_events(stream, &chunk, expected)
+                    self.client.append_events(stream, chunk, expected)
                 })
                 .await;
             match result {
@@ -443,12 +533,12 @@ impl Writer {
                     // Events before `index` go in one batch; the one at `index` alone in the
                     // single-event form that stores its bytes; then continue after it.
                     if index > 0 {
-                        let head: Vec<(StreamRevision, EventData)> = events[i..i + index].to_vec();
-                        Box::pin(self.append_mapped(stream, &head, ctx))
+                        Box::pin(self.append_mapped(stream, at, &events[i..i + index], ctx))
                             .await
                             .map_err(|f| f.shift(i))?;
                     }
-                    self.append_single(stream, &events[i + index], ctx)
+                    let single = nth(first, i + index).ok_or_else(|| too_far(stream))?;
+                    self.append_single(stream, single, &events[i + index], ctx)
                         .await
                         .map_err(|f| f.shift(i + index))?;
                     i += index + 1;
@@ -483,7 +573,8 @@ impl Writer {
     async fn append_single(
         &self,
         stream: &str,
-        (revision, event): &(StreamRevision, EventData),
+        revision: StreamRevision,
+        event: &EventData,
         ctx: &PageCtx<'_>,
     ) -> Result<(), AppendFailure> {
         let started = std::time::Instant::now();
@@ -503,7 +594,7 @@ impl Writer {
             .await
             .map_err(AppendFailure::Stage)?;
         }
-        let expected = expected_before(*revision);
+        let expected = expected_before(revision);
         let json_form = event.is_json && std::str::from_utf8(&event.data).is_ok();
         let result = self
             .call("append single event", ctx, || {
@@ -707,6 +798,18 @@ impl AppendFailure {
     }
 }
 
+/// The number `k` places after `first`.
+fn nth(first: StreamRevision, k: usize) -> Option<StreamRevision> {
+    StreamRevision::new(first.get().checked_add(u64::try_from(k).ok()?)?)
+}
+
+/// A run of events whose numbers would pass the largest the server can store.
+fn too_far(stream: &str) -> AppendFailure {
+    AppendFailure::Stage(StageError::Unexpected(format!(
+        "stream {stream:?}: event numbers beyond the largest the server stores"
+    )))
+}
+
 /// Expected version for appending at secondary number `at`.
 fn expected_before(at: StreamRevision) -> ExpectedVersion {
     match at.previous() {
@@ -717,52 +820,4 @@ fn expected_before(at: StreamRevision) -> ExpectedVersion {
 
 fn size(e: &EventData) -> usize {
     e.data.len() + e.metadata.len() + e.event_type.len() + 64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pipeline::plan::SourceEvent;
-
-    fn append(stream: &str, revisions: std::ops::Range<u64>) -> Op {
-        Op::Append {
-            stream: stream.into(),
-            events: revisions
-                .map(|n| SourceEvent {
-                    revision: StreamRevision::new(n).unwrap(),
-                    event: EventData::json(uuid::Uuid::new_v4(), "E", &b"{}"[..]),
-                })
-                .collect(),
-        }
-    }
-
-    fn revisions(op: &Op) -> Vec<u64> {
-        match op {
-            Op::Append { events, .. } => events.iter().map(|e| e.revision.get()).collect(),
-            _ => vec![],
-        }
-    }
-
-    #[test]
-    fn a_streams_continuing_runs_merge_and_anything_else_stays_apart() {
-        let (a, b, c) = (append("s", 0..2), append("s", 2..5), append("s", 7..8));
-        let delete = Op::SoftDelete {
-            stream: "s".into(),
-            recreated_at: None,
-        };
-        let after = append("s", 8..9);
-        let mut ops = Vec::new();
-        for op in [&a, &b, &c, &delete, &after] {
-            coalesce(&mut ops, op);
-        }
-        assert_eq!(ops.len(), 4);
-        assert_eq!(revisions(&ops[0]), vec![0, 1, 2, 3, 4]);
-        assert_eq!(revisions(&ops[1]), vec![7], "a gap is not merged");
-        assert!(matches!(*ops[2], Op::SoftDelete { .. }));
-        assert_eq!(
-            revisions(&ops[3]),
-            vec![8],
-            "nothing merges across a delete"
-        );
-    }
 }
