@@ -10,64 +10,14 @@ use std::process::Stdio;
 
 use standby::checkpoint::CheckpointStore;
 use standby::config::Ordering;
-use standby::esdb::{Client, Embed, PageSize, ReadOptions};
-use standby::pipeline::plan::{classify, StreamKind, TOMBSTONE_TYPE};
 use standby::position::Position;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use common::{admin_client, clusters, verify, write_config_file};
+use common::{admin_client, clusters, collect, verify, write_config_file};
 
 const EVENTS: u64 = 100_000;
 const KILLS: u32 = 20;
-
-/// Reads `$all` forward from `from`, collecting user data event ids, and stops exactly at `to`
-/// (a page boundary handed out by the server) or at the end when `to` is `None`. Returns where
-/// it stopped.
-async fn collect(
-    client: &Client,
-    from: Position,
-    to: Option<Position>,
-    ids: &mut Vec<Uuid>,
-) -> Position {
-    let options = ReadOptions {
-        embed: Embed::Rich,
-        long_poll: None,
-        resolve_link_tos: Some(false),
-    };
-    let mut at = from;
-    let mut count: u16 = 4096;
-    loop {
-        if to.is_some_and(|t| at >= t) {
-            assert_eq!(Some(at), to, "the checkpoint is a record boundary");
-            return at;
-        }
-        let page = client
-            .read_all_forward(at, PageSize::new(count).unwrap(), &options)
-            .await
-            .unwrap();
-        let Some(next) = page.next else { return at };
-        if to.is_some_and(|t| next > t) {
-            // This page runs past the checkpoint: approach it with smaller pages.
-            assert!(
-                count > 1,
-                "a one-record page cannot overshoot a record boundary"
-            );
-            count = if count > 64 { 64 } else { 1 };
-            continue;
-        }
-        for e in page.entries.iter().filter_map(|e| e.as_event()) {
-            if matches!(classify(&e.stream), StreamKind::User(_)) && e.event_type != TOMBSTONE_TYPE
-            {
-                ids.push(e.event_id);
-            }
-        }
-        at = next;
-        if page.is_end && to.is_none() {
-            return at;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_twenty_moments_loses_and_duplicates_nothing() {

@@ -10,38 +10,48 @@ use standby::pipeline::{self, Shared};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use common::{admin_client, clusters, verify, wait_applied_to_head};
+use common::{admin_client, checkpoint_never_ahead, clusters, verify, wait_applied_to_head};
 
 /// 50k events over 500 streams with metadata, soft deletes, tombstones, user link events, binary
-/// and empty events, written while replication runs, end equal.
+/// and empty events: 20k written before replication starts (caught up), 30k while it runs (live).
+/// Throughout, every checkpoint written covers only events the secondary holds; at the end both
+/// sides are equal.
 async fn mixed_workload_is_mirrored(ordering: Ordering) {
     let c = clusters(ordering).await;
     let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    let no_cancel = CancellationToken::new();
+    let before = standby::demo::workload(&primary, "early", 20_000, 200, 5, &no_cancel, |_| {})
+        .await
+        .unwrap();
     let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
     let run = {
         let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
         tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
     };
-    let stats = standby::demo::workload(
-        &primary,
-        "mixed",
-        50_000,
-        500,
-        7,
-        &CancellationToken::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert!(stats.binary > 0 && stats.empty > 0 && stats.links > 0 && stats.metadata > 0);
-    assert!(
-        stats.soft_deletes > 0 && stats.hard_deletes > 0,
-        "{stats:?}"
+    let stop_watch = CancellationToken::new();
+    let watch = checkpoint_never_ahead(
+        c.config.checkpoint.path.clone(),
+        primary.clone(),
+        secondary,
+        stop_watch.clone(),
     );
+    let stats = standby::demo::workload(&primary, "mixed", 30_000, 500, 7, &no_cancel, |_| {})
+        .await
+        .unwrap();
+    for s in [&before, &stats] {
+        assert!(s.binary > 0 && s.empty > 0 && s.links > 0 && s.metadata > 0);
+        assert!(s.soft_deletes > 0 && s.hard_deletes > 0, "{s:?}");
+    }
     wait_applied_to_head(&shared, &primary, &run).await;
     stop.cancel();
     run.await.unwrap().expect("replication stops cleanly");
+    stop_watch.cancel();
+    let checked = watch
+        .await
+        .expect("the checkpoint never runs ahead of the secondary");
+    assert!(checked >= 5, "only {checked} checkpoints were checked");
 
     let report = verify(&c.config).await;
     assert!(report.equal, "{ordering:?}: {report}");

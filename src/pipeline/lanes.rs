@@ -12,8 +12,9 @@
 //! [`LINGER_RECORDS`] more records were admitted after the page of its oldest operation. Per-request
 //! costs dominate appends of a few events, so a stream whose runs are spread over `$all` is sent
 //! in a few large requests rather than many small ones, and the writer leaves the CPU to the
-//! reader. Once a page from the head of `$all` is admitted (live), or when the writer drains,
-//! nothing lingers: [`Lanes::admit`] with `eager`, [`Lanes::release_all`].
+//! reader. Once a page from the head of `$all` is admitted (live), when the writer drains, or when
+//! no page came for a while (the writer's `LINGER_TIME`), nothing lingers: [`Lanes::admit`] with
+//! `eager`, [`Lanes::release_all`].
 //!
 //! A page is *retired* when every one of its operations is done and every earlier page is retired;
 //! its end is then the low-water mark. Pages are admitted only while fewer than [`MAX_RECORDS`]
@@ -31,7 +32,7 @@ use crate::config::Ordering;
 use crate::position::Position;
 
 /// Records admitted and not yet retired beyond which no further page is admitted.
-pub const MAX_RECORDS: usize = 32_768;
+pub const MAX_RECORDS: usize = 65_536;
 /// Event bytes (data and metadata) admitted and not yet retired beyond which no further page is
 /// admitted.
 pub const MAX_BYTES: usize = 32 << 20;

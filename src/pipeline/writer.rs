@@ -139,35 +139,39 @@ impl Writer {
         // When lingering lanes are sent even though no further page came.
         let mut linger_until: Option<tokio::time::Instant> = None;
         loop {
-            if closed || stopping || waiting.is_some() {
+            // Nothing may wait for company while the writer drains, or around a delete.
+            if closed || stopping || waiting.is_some() || barrier.is_some() {
                 lanes.release_all();
             }
             while !stopping && running.len() < concurrency {
                 let Some(work) = lanes.next_work() else { break };
                 running.push(self.run_work(work, hard_deleted.clone(), abort.clone()));
             }
-            if running.is_empty() {
-                if stopping || (closed && lanes.is_idle() && waiting.is_none()) {
-                    return Ok(());
-                }
+            if running.is_empty() && stopping {
+                return Ok(());
+            }
+            if running.is_empty() && lanes.is_idle() {
+                // Every admitted page is retired, so `last` is the end of the newest.
                 if let Some(end) = barrier.take() {
+                    debug_assert_eq!(last, Some(end));
                     // A delete cannot be replayed blindly: make its page durable first.
                     self.flush(&applied, &mut flushed, end, &abort).await?;
                     hard_deleted = Arc::default();
                 }
-                if lanes.is_idle() {
-                    if let Some(batch) = waiting.take() {
-                        if let Some(before) = last {
-                            self.flush(&applied, &mut flushed, before, &abort).await?;
-                        }
-                        barrier = Some(batch.end);
-                        hard_deleted = Arc::new(batch.plan.hard_deleted.clone());
-                        last = self
-                            .admit(&mut lanes, batch, &applied, &abort)
-                            .await?
-                            .or(last);
-                        continue;
+                if let Some(batch) = waiting.take() {
+                    if let Some(before) = last {
+                        self.flush(&applied, &mut flushed, before, &abort).await?;
                     }
+                    barrier = Some(batch.end);
+                    hard_deleted = Arc::new(batch.plan.hard_deleted.clone());
+                    last = self
+                        .admit(&mut lanes, batch, &applied, &abort)
+                        .await?
+                        .or(last);
+                    continue;
+                }
+                if closed {
+                    return Ok(());
                 }
             }
             let admitting = !closed && !stopping && waiting.is_none() && barrier.is_none();

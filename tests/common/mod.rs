@@ -107,3 +107,95 @@ pub fn write_config_file(clusters: &standby::demo::DemoClusters) -> PathBuf {
     .unwrap();
     path
 }
+
+/// Reads `$all` forward from `from`, collecting user data event ids, and stops exactly at `to`
+/// (a page boundary handed out by the server) or at the end when `to` is `None`. Returns where
+/// it stopped.
+pub async fn collect(
+    client: &standby::esdb::Client,
+    from: standby::position::Position,
+    to: Option<standby::position::Position>,
+    ids: &mut Vec<uuid::Uuid>,
+) -> standby::position::Position {
+    use standby::esdb::{Embed, PageSize, ReadOptions};
+    use standby::pipeline::plan::{classify, StreamKind, TOMBSTONE_TYPE};
+    let options = ReadOptions {
+        embed: Embed::Rich,
+        long_poll: None,
+        resolve_link_tos: Some(false),
+    };
+    let mut at = from;
+    let mut count: u16 = 4096;
+    loop {
+        if to.is_some_and(|t| at >= t) {
+            assert_eq!(Some(at), to, "the checkpoint is a record boundary");
+            return at;
+        }
+        let page = client
+            .read_all_forward(at, PageSize::new(count).unwrap(), &options)
+            .await
+            .unwrap();
+        let Some(next) = page.next else { return at };
+        if to.is_some_and(|t| next > t) {
+            // This page runs past the checkpoint: approach it with pages half as long.
+            assert!(
+                count > 1,
+                "a one-record page cannot overshoot a record boundary"
+            );
+            count /= 2;
+            continue;
+        }
+        for e in page.entries.iter().filter_map(|e| e.as_event()) {
+            if matches!(classify(&e.stream), StreamKind::User(_)) && e.event_type != TOMBSTONE_TYPE
+            {
+                ids.push(e.event_id);
+            }
+        }
+        at = next;
+        if page.is_end && to.is_none() {
+            return at;
+        }
+    }
+}
+
+/// Watches the checkpoint file at `path` until `stop` fires, and checks each position it holds:
+/// every user event of the primary before it must be on the secondary. Returns the number of
+/// distinct positions checked.
+pub fn checkpoint_never_ahead(
+    path: PathBuf,
+    primary: standby::esdb::Client,
+    secondary: standby::esdb::Client,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<usize> {
+    use standby::position::Position;
+    tokio::spawn(async move {
+        let (mut primary_ids, mut primary_at) = (Vec::new(), Position::START);
+        let (mut secondary_ids, mut secondary_at) = (Vec::new(), Position::START);
+        let mut held = std::collections::HashSet::new();
+        let mut checked = 0;
+        let mut last = Position::START;
+        while !stop.is_cancelled() {
+            // `read`, not `open`: opening would remove the live replicator's temporary file.
+            let position = standby::checkpoint::CheckpointStore::read(&path)
+                .expect("the checkpoint file is readable")
+                .map_or(Position::START, |cp| cp.position);
+            if position > last {
+                assert!(position >= last, "the checkpoint never moves back");
+                last = position;
+                // The secondary after the checkpoint was read: it holds at least what was
+                // applied before the checkpoint was written.
+                secondary_at = collect(&secondary, secondary_at, None, &mut secondary_ids).await;
+                held.extend(secondary_ids.drain(..));
+                primary_at = collect(&primary, primary_at, Some(position), &mut primary_ids).await;
+                let missing = primary_ids.iter().filter(|id| !held.contains(*id)).count();
+                assert_eq!(
+                    missing, 0,
+                    "{missing} events before the checkpoint {position} are not on the secondary"
+                );
+                checked += 1;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        checked
+    })
+}

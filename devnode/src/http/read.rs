@@ -513,7 +513,7 @@ pub(super) async fn all_backward(ctx: &Ctx, pos: Option<&str>, cnt: Option<&str>
         return Reply::status(304, "Not Modified");
     }
     let slice = store.read_all_backward(position, count, resolve);
-    let body = render_all_feed(ctx, &slice, false);
+    let body = render_large(slice.events.len(), || render_all_feed(ctx, &slice, false));
     let public = ctx.cache_public("$all");
     let reply = Reply::new(200).content(media, body);
     // `Configure.ReadAllEventsBackwardCompleted`
@@ -593,7 +593,7 @@ pub(super) async fn all_forward(ctx: &Ctx, pos: &str, cnt: &str) -> Reply {
         Ok(s) => s,
         Err(_) => return Reply::status(304, "Not Modified"),
     };
-    let body = render_all_feed(ctx, &slice, true);
+    let body = render_large(slice.events.len(), || render_all_feed(ctx, &slice, true));
     let public = ctx.cache_public("$all");
     let reply = Reply::new(200).content(media, body);
     // `Configure.ReadAllEventsForwardCompleted`
@@ -602,6 +602,22 @@ pub(super) async fn all_forward(ctx: &Ctx, pos: &str, cnt: &str) -> Reply {
     } else {
         let etag = ctx.wire().etag(slice.last_commit, media);
         reply.cache(None, public, Some(etag))
+    }
+}
+
+/// Pages of more entries than this are rendered off the runtime's worker (see [`render_large`]).
+const LARGE_PAGE: usize = 256;
+
+/// Renders a page of `entries` entries. A large page takes milliseconds of CPU; on a
+/// multi-threaded runtime it is rendered with `block_in_place`, so the worker's other connections
+/// move to another thread instead of waiting behind it.
+fn render_large(entries: usize, render: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if entries > LARGE_PAGE && multi_thread {
+        tokio::task::block_in_place(render)
+    } else {
+        render()
     }
 }
 

@@ -276,7 +276,13 @@ async fn post_entry(
         .any(|e| e.data.len() + e.metadata.len() > MAX_EVENT_SIZE);
     let store = ctx.app.store.clone();
     let s = stream.to_owned();
-    let result = tokio::task::spawn_blocking(move || store.append(&s, expected, events)).await;
+    // A file-backed write may block on the disk; an in-memory one is over in microseconds, so it
+    // runs here rather than paying a hop to the blocking pool and back on every request.
+    let result = if store.is_durable() {
+        tokio::task::spawn_blocking(move || store.append(&s, expected, events)).await
+    } else {
+        Ok(store.append(&s, expected, events))
+    };
     let reply = match result {
         Err(_) => internal("Write timeout"),
         Ok(Err(e)) => {

@@ -262,6 +262,8 @@ struct State {
 pub struct Store {
     state: RwLock<State>,
     changes: watch::Sender<u64>,
+    /// Writes go to a log file (and may block on the disk); false in memory mode.
+    durable: bool,
 }
 
 /// Current time in 100 ns ticks since the Unix epoch.
@@ -333,10 +335,18 @@ impl Store {
             tracing::info!(records = state.records.len(), end = state.end, "log opened");
         }
         let end = state.end;
+        let durable = state.file.is_some();
         Ok(Store {
             state: RwLock::new(state),
             changes: watch::channel(end).0,
+            durable,
         })
+    }
+
+    /// Whether writes touch a log file (and so may block on the disk); false in memory mode,
+    /// where a write takes microseconds under the state lock.
+    pub fn is_durable(&self) -> bool {
+        self.durable
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
