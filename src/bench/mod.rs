@@ -534,16 +534,88 @@ pub async fn wait_caught_up(
     }
 }
 
+/// An in-memory dev node on a runtime of its own.
+///
+/// Two clusters never share a task queue: on one runtime, a page the primary renders would wait
+/// behind the secondary's appends (up to 128 at once under `ordering = "stream"`), a delay no
+/// deployment has. The threads still share the machine's cores, as the OS schedules them.
+struct HostedNode {
+    /// `None` only while stopping.
+    node: Option<devnode::Node>,
+    /// Taken on drop: a runtime cannot be dropped (blocking) inside another runtime's task.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl HostedNode {
+    async fn start(name: &str) -> Result<HostedNode, BenchError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("devnode-{name}"))
+            .enable_all()
+            .build()
+            .map_err(io_error("dev node runtime"))?;
+        let node = runtime
+            .spawn(devnode::Node::start(devnode::NodeConfig::memory()))
+            .await
+            .map_err(|e| BenchError::Io(format!("dev node start: {e}")))??;
+        Ok(HostedNode {
+            node: Some(node),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs `future` on the node's runtime, so what it spawns runs there too.
+    async fn run_on<F>(&self, future: F) -> F::Output
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let runtime = self.runtime.as_ref().expect("present until dropped");
+        match runtime.spawn(future).await {
+            Ok(output) => output,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let (Some(node), Some(runtime)) = (self.node.take(), self.runtime.as_ref()) {
+            // Stopping waits on the node's own server task, so it runs on the node's runtime.
+            let _ = runtime.spawn(node.stop()).await;
+        }
+    }
+}
+
+impl Drop for HostedNode {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::ops::Deref for HostedNode {
+    type Target = devnode::Node;
+
+    fn deref(&self) -> &devnode::Node {
+        self.node
+            .as_ref()
+            .expect("a hosted node is running until stopped")
+    }
+}
+
 /// A fresh in-memory secondary dev node behind its own proxy.
 struct Secondary {
-    node: devnode::Node,
+    node: HostedNode,
     proxy: Proxy,
 }
 
 impl Secondary {
     async fn start(latency: Duration) -> Result<Secondary, BenchError> {
-        let node = devnode::Node::start(devnode::NodeConfig::memory()).await?;
-        let proxy = Proxy::start(node.addr(), latency)
+        let node = HostedNode::start("secondary").await?;
+        // On the node's runtime: the proxy stands for the network in front of that cluster, and a
+        // hop to another runtime would add a thread wake-up to every request.
+        let proxy = node
+            .run_on(Proxy::start(node.addr(), latency))
             .await
             .map_err(io_error("proxy"))?;
         Ok(Secondary { node, proxy })
@@ -734,11 +806,12 @@ pub async fn run(
     let exe = std::env::current_exe().map_err(io_error("the standby executable"))?;
     let dir = tempfile::tempdir().map_err(io_error("temporary directory"))?;
     progress(&format!(
-        "standby bench: dev nodes in-process (a primary, and a fresh in-memory secondary per \
-         measurement behind a proxy adding {} ms each way); `standby run` as a child process",
+        "standby bench: dev nodes in-process, each on its own runtime (a primary, and a fresh \
+         in-memory secondary per measurement behind a proxy adding {} ms each way); `standby run` \
+         as a child process",
         options.latency.as_millis()
     ));
-    let primary = devnode::Node::start(devnode::NodeConfig::memory()).await?;
+    let primary = HostedNode::start("primary").await?;
     progress(&format!(
         "loading the primary {}: {} events over {} streams, ~{} bytes each (not measured)",
         primary.url(),

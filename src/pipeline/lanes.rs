@@ -9,7 +9,7 @@
 //! append.
 //!
 //! While catching up, a lane *lingers*: it is not sent until it holds a full request, or until
-//! [`LINGER_RECORDS`] more records were admitted after the page of its oldest operation. Per-request
+//! half a window more records were admitted after the page of its oldest operation. Per-request
 //! costs dominate appends of a few events, so a stream whose runs are spread over `$all` is sent
 //! in a few large requests rather than many small ones, and the writer leaves the CPU to the
 //! reader. Once a page from the head of `$all` is admitted (live), when the writer drains, or when
@@ -17,10 +17,10 @@
 //! `eager`, [`Lanes::release_all`].
 //!
 //! A page is *retired* when every one of its operations is done and every earlier page is retired;
-//! its end is then the low-water mark. Pages are admitted only while fewer than [`MAX_RECORDS`]
-//! records and [`MAX_BYTES`] of event data are admitted and not retired (a lone page always is):
-//! that bounds memory, and bounds reordering to events of different streams fewer than
-//! `MAX_RECORDS + page_size` records apart.
+//! its end is then the low-water mark. Pages are admitted only while fewer than a window of
+//! records ([`STREAM_MAX_RECORDS`], [`GLOBAL_MAX_RECORDS`]) and [`MAX_BYTES`] of event data are
+//! admitted and not retired (a lone page always is): that bounds memory, and bounds reordering to
+//! events of different streams fewer than `STREAM_MAX_RECORDS + page_size` records apart.
 //!
 //! Everything here is synchronous and does no I/O, so the invariants are tested directly (see the
 //! tests at the end): per-lane order, a low-water mark never ahead of completed work, the bounds.
@@ -31,14 +31,15 @@ use super::plan::Op;
 use crate::config::Ordering;
 use crate::position::Position;
 
-/// Records admitted and not yet retired beyond which no further page is admitted.
-pub const MAX_RECORDS: usize = 65_536;
+/// With `ordering = "stream"`, records admitted and not yet retired beyond which no further page
+/// is admitted: room for many streams' runs to merge and for 128 of them in flight.
+pub const STREAM_MAX_RECORDS: usize = 65_536;
+/// With `ordering = "global"`, the same bound. One request is in flight at a time, so reading
+/// ahead a few thousand records keeps it busy; a larger window would only hold memory.
+pub const GLOBAL_MAX_RECORDS: usize = 8_192;
 /// Event bytes (data and metadata) admitted and not yet retired beyond which no further page is
 /// admitted.
 pub const MAX_BYTES: usize = 32 << 20;
-/// While catching up, how many records may be admitted after an operation's page before its lane
-/// is sent without a full request.
-pub const LINGER_RECORDS: usize = MAX_RECORDS / 2;
 /// A lane's work grows by whole queued operations until it holds one append request's worth:
 /// this many events…
 pub const WORK_EVENTS: usize = super::writer::MAX_APPEND_EVENTS;
@@ -107,6 +108,11 @@ impl Lane {
 /// The schedule (see the module documentation).
 pub struct Lanes {
     ordering: Ordering,
+    /// The window: [`STREAM_MAX_RECORDS`] or [`GLOBAL_MAX_RECORDS`].
+    max_records: usize,
+    /// While catching up, how many records may be admitted after an operation's page before its
+    /// lane is sent without a full request: half the window, so a full window always has work.
+    linger_records: usize,
     pages: VecDeque<Page>,
     next_seq: u64,
     lanes: HashMap<String, Lane>,
@@ -166,8 +172,14 @@ fn push_merged(ops: &mut Vec<Op>, op: Op) {
 
 impl Lanes {
     pub fn new(ordering: Ordering) -> Lanes {
+        let max_records = match ordering {
+            Ordering::Stream => STREAM_MAX_RECORDS,
+            Ordering::Global => GLOBAL_MAX_RECORDS,
+        };
         Lanes {
             ordering,
+            max_records,
+            linger_records: max_records / 2,
             pages: VecDeque::new(),
             next_seq: 0,
             lanes: HashMap::new(),
@@ -182,7 +194,7 @@ impl Lanes {
 
     /// Whether another page may be admitted now.
     pub fn has_room(&self) -> bool {
-        self.pages.is_empty() || (self.records < MAX_RECORDS && self.bytes < MAX_BYTES)
+        self.pages.is_empty() || (self.records < self.max_records && self.bytes < MAX_BYTES)
     }
 
     /// Whether every admitted page is retired.
@@ -269,7 +281,7 @@ impl Lanes {
     /// Whether an operation of page `seq` has lingered long enough.
     fn is_due(&self, seq: PageSeq) -> bool {
         let page = &self.pages[self.index(seq)];
-        self.admitted - page.admitted_before >= LINGER_RECORDS as u64
+        self.admitted - page.admitted_before >= self.linger_records as u64
     }
 
     fn index(&self, seq: PageSeq) -> usize {
@@ -445,14 +457,14 @@ mod tests {
         lanes.admit(vec![append("s", 0..10)], page(1, 10), false);
         lanes.admit(
             vec![append("t", 0..10)],
-            page(2, LINGER_RECORDS - 11),
+            page(2, STREAM_MAX_RECORDS / 2 - 11),
             false,
         );
         assert!(lanes.next_work().is_none(), "s lingers");
         lanes.admit(vec![append("s", 10..20)], page(3, 1), false);
         let s = lanes
             .next_work()
-            .expect("LINGER_RECORDS admitted after page 1");
+            .expect("STREAM_MAX_RECORDS / 2 admitted after page 1");
         assert_eq!(revisions(&s.ops[0]), (0..20).collect::<Vec<_>>());
         assert!(lanes.next_work().is_none(), "t still lingers");
         assert_eq!(lanes.complete(s), vec![page(1, 10)]);
@@ -460,7 +472,7 @@ mod tests {
         let t = lanes.next_work().expect("released");
         assert_eq!(
             lanes.complete(t),
-            vec![page(2, LINGER_RECORDS - 11), page(3, 1)]
+            vec![page(2, STREAM_MAX_RECORDS / 2 - 11), page(3, 1)]
         );
     }
 
@@ -489,7 +501,11 @@ mod tests {
     #[test]
     fn admission_stops_at_the_record_and_byte_bounds_and_a_lone_page_is_always_admitted() {
         let mut lanes = Lanes::new(Ordering::Stream);
-        lanes.admit(vec![append("s", 0..1)], page(1, MAX_RECORDS - 1), false);
+        lanes.admit(
+            vec![append("s", 0..1)],
+            page(1, STREAM_MAX_RECORDS - 1),
+            false,
+        );
         assert!(lanes.has_room());
         lanes.admit(vec![append("s", 1..2)], page(2, 1), false);
         assert!(!lanes.has_room());
@@ -506,6 +522,30 @@ mod tests {
         };
         lanes.admit(vec![big], info(3), false);
         assert!(!lanes.has_room(), "past the byte bound only when alone");
+    }
+
+    #[test]
+    fn global_ordering_reads_ahead_a_smaller_window_and_never_waits_for_the_timer() {
+        let mut lanes = Lanes::new(Ordering::Global);
+        let mut admitted = 0;
+        let mut revision = 0;
+        while lanes.has_room() {
+            lanes.admit(
+                vec![append("s", revision..revision + 1)],
+                page(revision + 1, 128),
+                false,
+            );
+            admitted += 128;
+            revision += 1;
+        }
+        assert_eq!(admitted, GLOBAL_MAX_RECORDS);
+        let work = lanes
+            .next_work()
+            .expect("half a window admitted after the first page releases the lane");
+        assert!(
+            work.events() < WORK_EVENTS,
+            "sent before it held a full request"
+        );
     }
 
     #[test]
