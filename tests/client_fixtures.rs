@@ -19,7 +19,7 @@ use standby::esdb::request::PageSize;
 use standby::esdb::response::{
     all_link_position, decode_all_page, decode_append, decode_delete, decode_entry, decode_gossip,
     decode_info, decode_json_document, decode_liveness, decode_raw_event, decode_stream_page,
-    status_error, DeleteOutcome, RawResponse, RequestInfo,
+    peek_forward_continuation, status_error, DeleteOutcome, RawResponse, RequestInfo,
 };
 use standby::esdb::Error;
 use standby::position::{CurrentVersion, ExpectedVersion, LogPosition, Position, StreamRevision};
@@ -237,6 +237,31 @@ fn forward_body_page(body: &str) -> standby::esdb::AllPage {
     )
     .unwrap()
     .unwrap()
+}
+
+/// The reader requests the next page from the links at the top of a body before decoding it; on
+/// every recorded forward page that position is the one the decoder continues from.
+#[test]
+fn the_continuation_peeked_before_the_entries_is_the_decoded_one() {
+    for body in [
+        "all-forward-embed-body.v5-v20.10.reconstructed.json",
+        "all-forward-embed-body.v23.6-v24.10.reconstructed.json",
+    ] {
+        let page = forward_body_page(body);
+        assert!(page.next.is_some(), "{body}");
+        assert_eq!(
+            peek_forward_continuation(read(body).as_bytes()),
+            page.next,
+            "{body}"
+        );
+    }
+    // The end of `$all`: no `previous` link, nothing to request ahead.
+    assert_eq!(
+        peek_forward_continuation(
+            read("all-forward-end-of-feed.v5-v20.10.reconstructed.json").as_bytes()
+        ),
+        None
+    );
 }
 
 #[test]

@@ -312,22 +312,36 @@ impl Client {
         count: PageSize,
         options: &ReadOptions,
     ) -> Result<AllPage, Error> {
-        self.read_all(
+        self.fetch_all_forward(from, count, options).await?.decode()
+    }
+
+    /// [`Client::read_all_forward`] in two steps: the response as received, then
+    /// [`FetchedAllPage::decode`]. In between, [`FetchedAllPage::continuation_hint`] tells where
+    /// the next page starts, so that it can be requested while this one is decoded.
+    ///
+    /// # Errors
+    ///
+    /// Transport errors; status and body errors come from [`FetchedAllPage::decode`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a read has no side effects.
+    pub async fn fetch_all_forward(
+        &self,
+        from: Position,
+        count: PageSize,
+        options: &ReadOptions,
+    ) -> Result<FetchedAllPage, Error> {
+        let url = self.routes.all(
             AllFrom::Position(from),
             Direction::Forward,
             count,
-            options,
-            None,
-        )
-        .await?
-        .ok_or_else(|| {
-            unexpected_not_modified(self.routes.all(
-                AllFrom::Position(from),
-                Direction::Forward,
-                count,
-                options.embed,
-            ))
-        })
+            options.embed,
+        );
+        let mut call = Call::new(Method::GET, url).accept(media::atom_json(self.family));
+        call = self.read_headers(call, options);
+        let (info, resp) = self.execute(call).await?;
+        Ok(FetchedAllPage { info, resp, count })
     }
 
     /// Like [`Client::read_all_forward`] with `If-None-Match: etag`: `Ok(None)` when `$all` has not
@@ -865,7 +879,36 @@ impl Client {
     }
 }
 
-fn unexpected_not_modified(url: Url) -> Error {
+/// A forward `$all` page as the server sent it, not yet decoded.
+#[derive(Debug)]
+pub struct FetchedAllPage {
+    info: RequestInfo,
+    resp: RawResponse,
+    count: PageSize,
+}
+
+impl FetchedAllPage {
+    /// Where the next page starts, read from the links ahead of the entries; `None` when unknown
+    /// (an error status, the end of `$all`, a body that does not put its links first). A hint:
+    /// [`FetchedAllPage::decode`] decides.
+    pub fn continuation_hint(&self) -> Option<Position> {
+        (self.resp.status == reqwest::StatusCode::OK)
+            .then(|| response::peek_forward_continuation(&self.resp.body))
+            .flatten()
+    }
+
+    /// Decodes the page, exactly as [`Client::read_all_forward`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_all_forward`].
+    pub fn decode(self) -> Result<AllPage, Error> {
+        response::decode_all_page(&self.info, &self.resp, Direction::Forward, self.count)?
+            .ok_or_else(|| unexpected_not_modified(&self.info.url))
+    }
+}
+
+fn unexpected_not_modified(url: impl ToString) -> Error {
     Error::Status {
         method: Method::GET,
         url: url.to_string(),

@@ -35,7 +35,7 @@ pub mod response;
 pub mod tls;
 pub mod users;
 
-pub use client::{Client, DeleteMode, SETTINGS_STREAM};
+pub use client::{Client, DeleteMode, FetchedAllPage, SETTINGS_STREAM};
 pub use config::{ClientConfig, Credentials, Password};
 pub use encode::{EncodeError, EventData};
 pub use error::Error;

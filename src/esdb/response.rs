@@ -258,6 +258,51 @@ pub fn parse_feed(body: &[u8]) -> Result<FeedDto<'_>, serde_json::Error> {
     serde_json::from_slice(body)
 }
 
+/// Where a forward `$all` page continues (its `previous` link), read from the top of the body
+/// without decoding the entries: a reader can request the next page while it decodes this one.
+///
+/// The server writes `links` before `entries` (every recorded feed, fixtures `all-*`); when a body
+/// does not, or is not a feed, this is `None` and the reader waits for the decoded page. A hint
+/// only: [`decode_all_page`] stays the authority on where a page continues.
+pub fn peek_forward_continuation(body: &[u8]) -> Option<Position> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    /// Fills `links` with the feed's links and stops at `entries` or right after `links`.
+    struct LinksFirst<'s, 'a>(&'s mut Option<Vec<LinkDto<'a>>>);
+
+    impl<'de> Visitor<'de> for LinksFirst<'_, 'de> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a feed object")
+        }
+
+        fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+            while let Some(key) = map.next_key::<Text<'de>>()? {
+                match &*key {
+                    "links" => {
+                        *self.0 = Some(map.next_value()?);
+                        // Stopping here leaves the rest unread: the deserializer then reports
+                        // an unclosed object, which the caller ignores.
+                        return Ok(());
+                    }
+                    "entries" => return Ok(()),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut links = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _unclosed = de.deserialize_map(LinksFirst(&mut links));
+    let links = collect_links(&links?);
+    all_link_position(links.previous.as_deref()?).ok().flatten()
+}
+
 /// Collects the navigation links by relation (first occurrence wins).
 fn collect_links(dtos: &[LinkDto<'_>]) -> Links {
     let mut links = Links::default();
@@ -906,6 +951,23 @@ mod tests {
         )
         .unwrap();
         assert!(entry_from_dto(dto).unwrap_err().contains("-3"));
+    }
+
+    #[test]
+    fn the_continuation_is_peeked_only_from_links_before_the_entries() {
+        let previous = r#"{"uri":"http://h/streams/%24all/00000000000032330000000000000000/forward/4","relation":"previous"}"#;
+        let before = format!(
+            r#"{{"title":"All events","headOfStream":false,"links":[{previous}],"entries":[{{"title":"0@s"}}]}}"#
+        );
+        assert_eq!(
+            peek_forward_continuation(before.as_bytes()),
+            Position::new(0x3233, 0)
+        );
+        let after = format!(r#"{{"entries":[{{"title":"0@s"}}],"links":[{previous}]}}"#);
+        assert_eq!(peek_forward_continuation(after.as_bytes()), None);
+        for body in ["", "[]", "{", r#"{"links":"#, r#"{"links":[]}"#, "<html>"] {
+            assert_eq!(peek_forward_continuation(body.as_bytes()), None, "{body}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The reader: pages of the primary's `$all`, forward from the checkpoint, planned and sent to the
 //! writer through a bounded channel.
 //!
-//! While catching up it reads full pages; at the head it long-polls (`ES-LongPoll`), so a new event
-//! is seen as soon as it commits rather than at the next poll (contract §3.5). Pages are read with
+//! While catching up it reads full pages, one request ahead: the next page is requested as soon as
+//! a page arrives (its position from the links at the top of the body), so the primary prepares
+//! it while this one is decoded and planned. At the head it long-polls (`ES-LongPoll`), so a new
+//! event is seen as soon as it commits rather than at the next poll (contract §3.5). Pages are read with
 //! `embed=body` and links unresolved: JSON data and metadata arrive as stored; the data of non-JSON
 //! events is not in the feed, so each is fetched raw (`application/octet-stream`, links not
 //! resolved), the only lossless way (§3.7).
@@ -12,17 +14,26 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::plan::{self, classify, StreamKind, TOMBSTONE_TYPE};
 use super::{Batch, Shared, StageError};
 use crate::config::ReplicationConfig;
-use crate::esdb::{Client, Embed, Entry, Lookup, PageSize, ReadOptions, RecordedEvent};
+use crate::esdb::{
+    AllPage, Client, Embed, Entry, FetchedAllPage, Lookup, PageSize, ReadOptions, RecordedEvent,
+};
 use crate::fidelity::{LossKind, LossRecord};
 use crate::position::{Position, StreamRevision};
 use crate::retry::{retry, Gave};
 
 /// How long one long-poll read waits at the head before the server answers empty.
 pub const LONG_POLL: Duration = Duration::from_secs(10);
+
+/// The next page, requested before the current one was decoded.
+struct ReadAhead {
+    from: Position,
+    task: AbortOnDropHandle<Result<FetchedAllPage, crate::esdb::Error>>,
+}
 
 pub(super) struct Reader {
     pub client: Client,
@@ -44,20 +55,34 @@ impl Reader {
         cancel: CancellationToken,
     ) -> Result<(), StageError> {
         let mut at_head = false;
+        let mut ahead: Option<ReadAhead> = None;
         loop {
-            let options = ReadOptions {
-                embed: Embed::Body,
-                long_poll: at_head.then_some(LONG_POLL),
-                resolve_link_tos: Some(false),
+            let fetched = match ahead.take() {
+                Some(ahead) if ahead.from == from => ahead.task.await.ok().and_then(Result::ok),
+                _ => None,
             };
-            let page = match retry(
-                "read $all",
-                &cancel,
-                |e| self.shared.note_retry("reader", e),
-                || self.client.read_all_forward(from, self.page_size, &options),
-            )
-            .await
-            {
+            let read = match fetched {
+                Some(fetched) => {
+                    if !at_head {
+                        ahead = self.read_ahead(fetched.continuation_hint()).await;
+                    }
+                    match fetched.decode() {
+                        Ok(page) => Ok(page),
+                        // Read it again, with retries: the error may be transient.
+                        Err(_) => self.read_page(from, at_head, &cancel).await,
+                    }
+                }
+                None => {
+                    let read = self.read_page(from, at_head, &cancel).await;
+                    if let Ok(page) = &read {
+                        if !page.is_end {
+                            ahead = self.read_ahead(page.next).await;
+                        }
+                    }
+                    read
+                }
+            };
+            let page = match read {
                 Ok(page) => page,
                 Err(Gave::Cancelled) => return Ok(()),
                 Err(Gave::Up(e)) => return Err(StageError::Primary(e)),
@@ -113,6 +138,52 @@ impl Reader {
             }
             from = end;
         }
+    }
+
+    /// Reads the page at `from`, long-polling at the head, retrying transient errors.
+    async fn read_page(
+        &self,
+        from: Position,
+        at_head: bool,
+        cancel: &CancellationToken,
+    ) -> Result<AllPage, Gave<crate::esdb::Error>> {
+        let options = ReadOptions {
+            embed: Embed::Body,
+            long_poll: at_head.then_some(LONG_POLL),
+            resolve_link_tos: Some(false),
+        };
+        retry(
+            "read $all",
+            cancel,
+            |e| self.shared.note_retry("reader", e),
+            || self.client.read_all_forward(from, self.page_size, &options),
+        )
+        .await
+    }
+
+    /// Requests the page at `from` now, to be decoded later: while catching up, the primary
+    /// prepares and sends the next page while this one is decoded and planned, instead of after.
+    /// A failed or unused read ahead is dropped (and aborted); the page is then read as usual.
+    async fn read_ahead(&self, from: Option<Position>) -> Option<ReadAhead> {
+        let from = from?;
+        let (client, page_size) = (self.client.clone(), self.page_size);
+        let task = tokio::spawn(async move {
+            let options = ReadOptions {
+                embed: Embed::Body,
+                long_poll: None,
+                resolve_link_tos: Some(false),
+            };
+            client.fetch_all_forward(from, page_size, &options).await
+        });
+        // On a current-thread runtime the request leaves only once this task yields: let the new
+        // task and then the connection's task write it before decoding takes the thread.
+        for _ in 0..2 {
+            tokio::task::yield_now().await;
+        }
+        Some(ReadAhead {
+            from,
+            task: AbortOnDropHandle::new(task),
+        })
     }
 
     /// Fills in the data of a user-stream event that the feed did not carry.
