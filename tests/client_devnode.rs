@@ -368,6 +368,43 @@ async fn all_feed_pages_and_long_poll() {
     }
 }
 
+/// The reader requests the next `$all` page from the links at the top of a body before decoding
+/// it: on every page the dev node serves, that position is the one the decoder continues from.
+#[tokio::test]
+async fn the_next_page_is_known_before_a_page_is_decoded() {
+    for profile in PROFILES {
+        let node = node(profile).await;
+        let client = admin(&node, family(profile));
+        for n in 0..7u64 {
+            client
+                .append_events(
+                    &format!("s-{}", n % 3),
+                    &[EventData::json(Uuid::new_v4(), "E", &b"{}"[..])],
+                    ExpectedVersion::Any,
+                )
+                .await
+                .unwrap();
+        }
+        let (mut from, mut pages) = (Position::START, 0);
+        loop {
+            let fetched = client
+                .fetch_all_forward(from, PageSize::new(3).unwrap(), &body())
+                .await
+                .unwrap();
+            let hint = fetched.continuation_hint();
+            let page = fetched.decode().unwrap();
+            assert_eq!(hint, page.next, "{profile}: page {pages} from {from}");
+            pages += 1;
+            match page.next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert!(pages >= 3, "{profile}: {pages} pages");
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn metadata_deletes_and_settings() {
     for profile in PROFILES {
