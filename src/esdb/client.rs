@@ -283,12 +283,26 @@ impl Client {
         options: &ReadOptions,
         if_none_match: Option<&ETag>,
     ) -> Result<Option<AllPage>, Error> {
+        let (info, resp) = self
+            .fetch_all(from, direction, count, options, if_none_match)
+            .await?;
+        response::decode_all_page(&info, &resp, direction, count)
+    }
+
+    /// Sends a `$all` page request and returns the response undecoded.
+    async fn fetch_all(
+        &self,
+        from: AllFrom,
+        direction: Direction,
+        count: PageSize,
+        options: &ReadOptions,
+        if_none_match: Option<&ETag>,
+    ) -> Result<(RequestInfo, RawResponse), Error> {
         let url = self.routes.all(from, direction, count, options.embed);
         let mut call = Call::new(Method::GET, url).accept(media::atom_json(self.family));
         call = self.read_headers(call, options);
         call.if_none_match = if_none_match.cloned();
-        let (info, resp) = self.execute(call).await?;
-        response::decode_all_page(&info, &resp, direction, count)
+        self.execute(call).await
     }
 
     /// Reads a page of `$all` forward from `from` (a position handed out by the server, or
@@ -332,15 +346,15 @@ impl Client {
         count: PageSize,
         options: &ReadOptions,
     ) -> Result<FetchedAllPage, Error> {
-        let url = self.routes.all(
-            AllFrom::Position(from),
-            Direction::Forward,
-            count,
-            options.embed,
-        );
-        let mut call = Call::new(Method::GET, url).accept(media::atom_json(self.family));
-        call = self.read_headers(call, options);
-        let (info, resp) = self.execute(call).await?;
+        let (info, resp) = self
+            .fetch_all(
+                AllFrom::Position(from),
+                Direction::Forward,
+                count,
+                options,
+                None,
+            )
+            .await?;
         Ok(FetchedAllPage { info, resp, count })
     }
 

@@ -29,6 +29,15 @@ use crate::retry::{retry, Gave};
 /// How long one long-poll read waits at the head before the server answers empty.
 pub const LONG_POLL: Duration = Duration::from_secs(10);
 
+/// How pages of `$all` are read: bodies embedded, links unresolved, long-polling at the head.
+fn page_options(at_head: bool) -> ReadOptions {
+    ReadOptions {
+        embed: Embed::Body,
+        long_poll: at_head.then_some(LONG_POLL),
+        resolve_link_tos: Some(false),
+    }
+}
+
 /// The next page, requested before the current one was decoded.
 struct ReadAhead {
     from: Position,
@@ -147,11 +156,7 @@ impl Reader {
         at_head: bool,
         cancel: &CancellationToken,
     ) -> Result<AllPage, Gave<crate::esdb::Error>> {
-        let options = ReadOptions {
-            embed: Embed::Body,
-            long_poll: at_head.then_some(LONG_POLL),
-            resolve_link_tos: Some(false),
-        };
+        let options = page_options(at_head);
         retry(
             "read $all",
             cancel,
@@ -168,12 +173,9 @@ impl Reader {
         let from = from?;
         let (client, page_size) = (self.client.clone(), self.page_size);
         let task = tokio::spawn(async move {
-            let options = ReadOptions {
-                embed: Embed::Body,
-                long_poll: None,
-                resolve_link_tos: Some(false),
-            };
-            client.fetch_all_forward(from, page_size, &options).await
+            client
+                .fetch_all_forward(from, page_size, &page_options(false))
+                .await
         });
         // On a current-thread runtime the request leaves only once this task yields: let the new
         // task and then the connection's task write it before decoding takes the thread.

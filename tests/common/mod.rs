@@ -179,8 +179,11 @@ pub fn checkpoint_never_ahead(
             let position = standby::checkpoint::CheckpointStore::read(&path)
                 .expect("the checkpoint file is readable")
                 .map_or(Position::START, |cp| cp.position);
+            assert!(
+                position >= last,
+                "the checkpoint moved back from {last} to {position}"
+            );
             if position > last {
-                assert!(position >= last, "the checkpoint never moves back");
                 last = position;
                 // The secondary after the checkpoint was read: it holds at least what was
                 // applied before the checkpoint was written.
