@@ -55,8 +55,15 @@ pub struct LossRecord {
     pub kind: LossKind,
 }
 
-/// Appends `records` to [`FIDELITY_STREAM`]. A replay appends them again; readers treat the
-/// stream as a set.
+/// Mixed into a source event's id to name the record of its lossy copy.
+const LOSS_ID_SALT: u128 = 0x7374_616e_6462_792d_6c6f_7373_2d69_6400;
+
+/// Appends `records` to [`FIDELITY_STREAM`]. Readers treat the stream as a set.
+///
+/// Expected version `Any`: the stream is standby's own notebook, not a mirrored one, so a repeat
+/// cannot change what applications see. Each record's id is derived from the event it describes,
+/// so a retry or replay while the server still caches the id is answered "already written"
+/// (weak idempotency, §5.5); later ones add a duplicate line to a set.
 ///
 /// # Errors
 /// Client errors.
@@ -68,7 +75,7 @@ pub async fn record(client: &Client, records: &[LossRecord]) -> Result<(), esdb:
         .iter()
         .map(|r| {
             EventData::json(
-                Uuid::new_v4(),
+                Uuid::from_u128(r.event_id.as_u128() ^ LOSS_ID_SALT ^ r.kind as u128),
                 LOSS_EVENT_TYPE,
                 serde_json::to_vec(r).expect("serialisable"),
             )

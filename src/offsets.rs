@@ -15,6 +15,11 @@
 //!
 //! The rule applies only when the secondary does not have the stream at all; any other mismatch is
 //! divergence and halts replication.
+//!
+//! Metastreams need the same rule: the server keeps only the last record of `$$x` (its
+//! `$maxCount` is 1), so after a scavenge the first `$$x` record in `$all` is not number 0. Its
+//! offset is recorded under the key `$$x` ([`metastream_key`]), and metadata records are written at
+//! their metastream number less it.
 
 use std::collections::HashMap;
 
@@ -137,8 +142,38 @@ impl StreamOffsets {
         Bytes::from(serde_json::to_vec(&doc).expect("a JSON object serialises"))
     }
 
-    /// Persists `offset` for `stream` on the secondary, then remembers it. Must complete before
-    /// the first append that uses it.
+    /// The offset record for `key` at `offset`, with its event id and expected version chosen
+    /// once: the caller appends it (retrying the same request), then reports it with
+    /// [`StreamOffsets::committed`]. Must complete before the first append that uses it.
+    pub fn prepare(&self, key: &str, offset: StreamRevision) -> PendingOffset {
+        let record = OffsetRecord {
+            stream: key.to_string(),
+            offset: offset.get(),
+        };
+        let data = serde_json::to_vec(&record).expect("serialisable");
+        PendingOffset {
+            key: key.to_string(),
+            offset,
+            event: EventData::json(Uuid::new_v4(), OFFSET_EVENT_TYPE, data),
+            // Exact: a concurrent writer (another replicator) is refused, and a retry of this
+            // same record after a lost answer is answered "already written".
+            expected: match self.next_expected {
+                None => ExpectedVersion::NoStream,
+                Some(last) => ExpectedVersion::Exact(last),
+            },
+        }
+    }
+
+    /// Remembers an offset record the secondary acknowledged (`first`: the number it got).
+    pub fn committed(&mut self, pending: PendingOffset, first: Option<StreamRevision>) {
+        self.next_expected = first.or_else(|| match pending.expected {
+            ExpectedVersion::Exact(last) => last.next(),
+            _ => Some(StreamRevision::START),
+        });
+        self.map.insert(pending.key, pending.offset);
+    }
+
+    /// Persists `offset` for `key` on the secondary, then remembers it (one attempt).
     ///
     /// # Errors
     /// Client errors. A concurrent writer (another replicator) shows as
@@ -147,36 +182,38 @@ impl StreamOffsets {
     pub async fn record(
         &mut self,
         client: &Client,
-        stream: &str,
+        key: &str,
         offset: StreamRevision,
     ) -> Result<(), esdb::Error> {
-        if self.get(stream) == Some(offset) {
+        if self.get(key) == Some(offset) {
             return Ok(());
         }
-        let record = OffsetRecord {
-            stream: stream.to_string(),
-            offset: offset.get(),
-        };
-        let data = serde_json::to_vec(&record).expect("serialisable");
-        let event = EventData::json(Uuid::new_v4(), OFFSET_EVENT_TYPE, data);
-        let expected = match self.next_expected {
-            None => ExpectedVersion::NoStream,
-            Some(last) => ExpectedVersion::Exact(last),
-        };
+        let pending = self.prepare(key, offset);
         let appended = client
-            .append_events(OFFSETS_STREAM, &[event], expected)
+            .append_events(
+                OFFSETS_STREAM,
+                std::slice::from_ref(&pending.event),
+                pending.expected,
+            )
             .await?;
-        self.next_expected = match appended.first {
-            Some(first) => Some(first),
-            None => Some(
-                self.next_expected
-                    .and_then(|r| r.next())
-                    .unwrap_or(StreamRevision::START),
-            ),
-        };
-        self.map.insert(stream.to_string(), offset);
+        self.committed(pending, appended.first);
         Ok(())
     }
+}
+
+/// An offset record about to be appended (see [`StreamOffsets::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PendingOffset {
+    key: String,
+    offset: StreamRevision,
+    pub event: EventData,
+    pub expected: ExpectedVersion,
+}
+
+/// The key under which the offset of `stream`'s metastream `$$stream` is recorded: user stream
+/// names never start with `$`, so it cannot collide with a stream's own key.
+pub fn metastream_key(stream: &str) -> String {
+    format!("$${stream}")
 }
 
 fn revision(n: u64) -> StreamRevision {

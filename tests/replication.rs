@@ -255,3 +255,55 @@ async fn a_prefix_applied_in_other_batches_is_skipped_not_divergence() {
     assert!(report.equal, "{report}");
     assert_eq!(report.events_compared, 4, "{report}");
 }
+
+/// Engine review §9: the same, on a stream whose metadata hides its older events (`$maxCount`
+/// 1, snapshots): the events already there cannot be read back, yet they are proven by the
+/// server (an append of the same ids at the same numbers is "already written"), so a legitimate
+/// replay does not halt as divergence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_hidden_by_max_count_is_proven_by_the_server_not_divergence() {
+    use standby::esdb::EventData;
+    use standby::position::ExpectedVersion;
+    let c = clusters(Ordering::Stream).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    let meta_id = Uuid::new_v4();
+    for side in [&primary, &secondary] {
+        side.write_stream_metadata(
+            "snap",
+            meta_id,
+            bytes::Bytes::from_static(br#"{"$maxCount":1}"#),
+            ExpectedVersion::NoStream,
+        )
+        .await
+        .unwrap();
+    }
+    let events: Vec<EventData> = (0..4)
+        .map(|i| {
+            EventData::json(
+                Uuid::new_v4(),
+                "Snap",
+                format!(r#"{{"i":{i}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    primary
+        .append_events("snap", &events, ExpectedVersion::NoStream)
+        .await
+        .unwrap();
+    secondary
+        .append_events("snap", &events[..2], ExpectedVersion::NoStream)
+        .await
+        .unwrap();
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
+    };
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    run.await.unwrap().expect("no divergence");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+}

@@ -201,7 +201,11 @@ pub enum Appended {
     Lost(Option<Box<Control>>),
 }
 
-/// Appends `record` after `after` (`None`: the stream must not exist yet).
+/// Attempts of one control record write before a transient failure is reported.
+const APPEND_ATTEMPTS: u32 = 4;
+
+/// Appends `record` after `after` (`None`: the stream must not exist yet), retrying transient
+/// failures a few times with the same event.
 ///
 /// # Errors
 /// Client errors other than a wrong expected version.
@@ -212,11 +216,24 @@ pub async fn append(
 ) -> Result<Appended, ControlError> {
     let expected = after.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
     let data = serde_json::to_vec(record).expect("a control record serialises");
+    // One id for every attempt: when the answer to a written record is lost, the retry is
+    // answered "already written" (same id at the same number), not "wrong expected version".
     let event = EventData::json(Uuid::new_v4(), EPOCH_EVENT_TYPE, data);
-    match client
-        .append_events(CONTROL_STREAM, &[event], expected)
-        .await
-    {
+    let mut attempt = 0;
+    let result = loop {
+        match client
+            .append_events(CONTROL_STREAM, std::slice::from_ref(&event), expected)
+            .await
+        {
+            Err(e) if e.is_transient() && attempt < APPEND_ATTEMPTS => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "writing the control record failed; retrying the same record");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            other => break other,
+        }
+    };
+    match result {
         Ok(done) => Ok(Appended::Written(done.first.unwrap_or_else(|| {
             after
                 .and_then(StreamRevision::next)

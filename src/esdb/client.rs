@@ -568,6 +568,39 @@ impl Client {
         response::decode_entry(&info, &resp)
     }
 
+    /// Reads the last record of the metastream `$$stream` (number, id, data): the only one a
+    /// metastream keeps readable (§4.5). `None` when `$$stream` holds no record: the server
+    /// answers a read of the empty metastream of an existing stream with the document `{}`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_event_entry`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a read has no side effects.
+    #[instrument(skip_all, fields(stream = %stream))]
+    pub async fn read_metastream_head(
+        &self,
+        stream: &str,
+    ) -> Result<Option<super::RecordedEvent>, Error> {
+        let meta = format!("$${stream}");
+        let url = self.routes.event(&meta, StreamFrom::Head, Embed::Body);
+        let (info, resp) = self
+            .execute(Call::new(Method::GET, url).accept(media::atom_json(self.family)))
+            .await?;
+        if resp.status == reqwest::StatusCode::OK
+            && serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
+        {
+            return Ok(None);
+        }
+        Ok(match response::decode_entry(&info, &resp)? {
+            Lookup::Found(entry) => entry.as_event().cloned(),
+            Lookup::NotFound | Lookup::Deleted => None,
+        })
+    }
+
     /// Reads the metadata of a stream (`GET /streams/{s}/metadata`, `Accept: application/json`):
     /// `{}` when the stream exists without metadata, [`Lookup::NotFound`] when it does not exist.
     ///

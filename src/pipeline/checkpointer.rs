@@ -163,6 +163,11 @@ impl Checkpointer {
     }
 
     /// Appends the checkpoint to [`CHECKPOINT_STREAM`] on the secondary.
+    ///
+    /// Expected version `Any`: the copies are standby's own bounded notebook (`$maxCount`), not a
+    /// mirrored stream, and a repeated copy of a position changes nothing a reader relies on (the
+    /// newest copy is the one read). Its id is derived from the position, so a retry while the
+    /// server still caches it is answered "already written" (weak idempotency, §5.5).
     async fn copy_to_secondary(&self, position: Position) -> Result<(), crate::esdb::Error> {
         let cp = Checkpoint {
             position,
@@ -170,7 +175,9 @@ impl Checkpointer {
             epoch: self.epoch,
         };
         let data = serde_json::to_vec(&cp).expect("a checkpoint serialises");
-        let event = EventData::json(Uuid::new_v4(), CHECKPOINT_EVENT_TYPE, data);
+        let id = (u128::from(position.commit()) << 64 | u128::from(position.prepare()))
+            ^ u128::from(self.epoch.get()).rotate_left(32);
+        let event = EventData::json(Uuid::from_u128(id), CHECKPOINT_EVENT_TYPE, data);
         self.secondary
             .append_events(CHECKPOINT_STREAM, &[event], ExpectedVersion::Any)
             .await

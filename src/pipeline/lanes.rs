@@ -143,7 +143,7 @@ fn op_bytes(op: &Op) -> usize {
             .map(|e| e.event.data.len() + e.event.metadata.len())
             .sum(),
         Op::Metadata { data, .. } => data.len(),
-        Op::SoftDelete { .. } | Op::HardDelete { .. } => 0,
+        Op::HardDelete { .. } => 0,
     }
 }
 
@@ -409,9 +409,11 @@ mod tests {
             vec![
                 append("s", 2..5),
                 append("s", 7..8),
-                Op::SoftDelete {
+                Op::Metadata {
                     stream: "s".into(),
-                    recreated_at: None,
+                    revision: StreamRevision::START,
+                    event_id: uuid::Uuid::new_v4(),
+                    data: bytes::Bytes::from_static(crate::pipeline::plan::SOFT_DELETE_BODY),
                 },
                 append("s", 8..9),
             ],
@@ -422,11 +424,11 @@ mod tests {
         assert_eq!(s.ops.len(), 4);
         assert_eq!(revisions(&s.ops[0]), vec![0, 1, 2, 3, 4]);
         assert_eq!(revisions(&s.ops[1]), vec![7], "a gap is not merged");
-        assert!(matches!(s.ops[2], Op::SoftDelete { .. }));
+        assert!(matches!(s.ops[2], Op::Metadata { .. }));
         assert_eq!(
             revisions(&s.ops[3]),
             vec![8],
-            "nothing merges across a delete"
+            "nothing merges across a metadata record"
         );
         let t = lanes.next_work().unwrap();
         assert_eq!(t.ops.len(), 1);
@@ -517,6 +519,7 @@ mod tests {
 
         let big = Op::Metadata {
             stream: "s".into(),
+            revision: StreamRevision::START,
             event_id: uuid::Uuid::new_v4(),
             data: bytes::Bytes::from(vec![b' '; MAX_BYTES]),
         };

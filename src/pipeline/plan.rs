@@ -2,20 +2,18 @@
 //! records to the operations that make the secondary equal (contract §7, design "Replication
 //! semantics").
 //!
-//! | source record | operation on the secondary |
-//! |---|---|
-//! | event of a user stream (JSON, binary, empty, user-written `$>` link) | append to the same stream, same id/type/data/metadata, expected version = number − 1 |
-//! | consecutive events of one stream | one append |
-//! | `$$x` metadata of user stream `x`, body exactly `{"$tb":9223372036854775807}` | soft delete of `x` (a `DELETE`: re-posting that body to an already soft-deleted stream would undelete it, §5.7) |
-//! | other `$$x` metadata of user stream `x` | metadata write to `x` with the original event id |
-//! | `$streamDeleted` tombstone of `x` | hard delete of `x` |
-//! | any record of a system stream (`$…`, `$$$…`) | nothing: the secondary runs its own system streams and projections |
-//! | a user stream excluded by the filters | nothing |
+//! | source record | operation on the secondary | why a replay writes nothing |
+//! |---|---|---|
+//! | event of a user stream (JSON, binary, empty, user-written `$>` link) | append to the same stream, same id/type/data/metadata, expected version = number − 1 | the server finds the same ids at those numbers (strong idempotency, §5.5) |
+//! | consecutive events of one stream | one append | as above |
+//! | `$$x` record of user stream `x` (metadata, soft delete `{"$tb":MAX}`, the server's undelete records) | the same `$metadata` record in `$$x`, original id, expected version = its metastream number − 1 | the same id at that number; a record the secondary's server wrote itself is recognised by its content |
+//! | `$streamDeleted` tombstone of `x` | hard delete of `x`, expected version = `x`'s last number | the stream answers 410: already deleted |
+//! | any record of a system stream (`$…`, `$$$…`) | nothing: the secondary runs its own system streams and projections | — |
+//! | a user stream excluded by the filters | nothing | — |
 //!
-//! Deletes cannot be replayed blindly (a replayed soft delete would delete a stream recreated after
-//! it), so a page holding one is a *barrier*: its checkpoint is persisted before the next page is
-//! applied, and the soft delete carries the number at which the same page recreates the stream, if
-//! it does, so a replay can tell "already done and superseded" (see the writer).
+//! A tombstone cannot be undone and makes every later write to its stream fail, so a page holding
+//! one is a *barrier*: the pages before it are made durable before it is applied, and it is made
+//! durable before the next page, so no replay ever runs an earlier page's writes after it.
 
 use std::collections::HashSet;
 
@@ -70,20 +68,22 @@ pub enum Op {
         stream: String,
         events: Vec<SourceEvent>,
     },
-    /// A metadata document for `stream`, written with the source record's id.
+    /// A record of the metastream `$$stream`, written as it is in the primary's log: at its
+    /// metastream number, with the source record's id. A soft delete is such a record, with
+    /// exactly [`SOFT_DELETE_BODY`].
     Metadata {
         stream: String,
+        /// The record's number in the primary's `$$stream`.
+        revision: StreamRevision,
         event_id: Uuid,
         data: Bytes,
     },
-    /// A soft delete. `recreated_at`: the number of the first event this same page appends to the
-    /// stream after the delete (the stream's last number before the delete is one less).
-    SoftDelete {
+    /// A hard delete (tombstone). `last`: the stream's last number before it, when this page
+    /// holds that event.
+    HardDelete {
         stream: String,
-        recreated_at: Option<StreamRevision>,
+        last: Option<StreamRevision>,
     },
-    /// A hard delete (tombstone).
-    HardDelete { stream: String },
 }
 
 impl Op {
@@ -92,8 +92,7 @@ impl Op {
         match self {
             Op::Append { stream, .. }
             | Op::Metadata { stream, .. }
-            | Op::SoftDelete { stream, .. }
-            | Op::HardDelete { stream } => stream,
+            | Op::HardDelete { stream, .. } => stream,
         }
     }
 }
@@ -102,7 +101,7 @@ impl Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub ops: Vec<Op>,
-    /// The page holds a delete: persist its checkpoint before applying the next page.
+    /// The page holds a tombstone: persist the pages before it first, and it before the next.
     pub barrier: bool,
     /// Streams this page hard-deletes: a 410 from an earlier operation of the same page on one of
     /// them means the page is being replayed after the delete was applied.
@@ -148,18 +147,11 @@ pub fn plan(records: Vec<RecordedEvent>, filter: &ReplicationConfig) -> Result<P
                     plan.skipped += 1;
                     continue;
                 };
-                plan.ops.push(if data.as_ref() == SOFT_DELETE_BODY {
-                    plan.barrier = true;
-                    Op::SoftDelete {
-                        stream: s.to_string(),
-                        recreated_at: None,
-                    }
-                } else {
-                    Op::Metadata {
-                        stream: s.to_string(),
-                        event_id: r.event_id,
-                        data,
-                    }
+                plan.ops.push(Op::Metadata {
+                    stream: s.to_string(),
+                    revision: r.revision,
+                    event_id: r.event_id,
+                    data,
                 });
             }
             StreamKind::User(s)
@@ -167,8 +159,15 @@ pub fn plan(records: Vec<RecordedEvent>, filter: &ReplicationConfig) -> Result<P
             {
                 plan.barrier = true;
                 plan.hard_deleted.insert(s.to_string());
+                let last = plan.ops.iter().rev().find_map(|op| match op {
+                    Op::Append { stream, events } if stream == s => {
+                        events.last().map(|e| e.revision)
+                    }
+                    _ => None,
+                });
                 plan.ops.push(Op::HardDelete {
                     stream: s.to_string(),
+                    last,
                 });
             }
             StreamKind::User(s) => {
@@ -199,19 +198,10 @@ pub fn plan(records: Vec<RecordedEvent>, filter: &ReplicationConfig) -> Result<P
                     {
                         events.push(source)
                     }
-                    _ => {
-                        // The first append to a stream after its soft delete in this page tells a
-                        // replay where the stream was recreated.
-                        if let Some(Op::SoftDelete { recreated_at, .. }) =
-                            plan.ops.iter_mut().rev().find(|op| op.stream() == s)
-                        {
-                            recreated_at.get_or_insert(r.revision);
-                        }
-                        plan.ops.push(Op::Append {
-                            stream: s.to_string(),
-                            events: vec![source],
-                        })
-                    }
+                    _ => plan.ops.push(Op::Append {
+                        stream: s.to_string(),
+                        events: vec![source],
+                    }),
                 }
             }
         }
@@ -293,44 +283,57 @@ mod tests {
     }
 
     #[test]
-    fn metadata_soft_and_hard_deletes() {
+    fn metadata_records_keep_their_metastream_numbers_and_tombstones_their_last_number() {
         let recs = vec![
             rec("a", 0, "t", b"{}", true),
             rec("$$a", 0, "$metadata", br#"{"$maxCount":5}"#, true),
             rec("$$a", 1, "$metadata", SOFT_DELETE_BODY, true),
             rec("a", 1, "t", b"{}", true),
+            rec("b", 0, "t", b"{}", true),
+            rec("b", 1, "t", b"{}", true),
             rec("b", u64::MAX, TOMBSTONE_TYPE, b"", false),
+            rec("c", u64::MAX, TOMBSTONE_TYPE, b"", false),
             rec("$$$users", 0, "$metadata", b"{}", true),
         ];
         let p = plan(recs, &all()).unwrap();
-        assert!(matches!(&p.ops[1], Op::Metadata { stream, .. } if stream == "a"));
+        let meta: Vec<(u64, bool)> = p
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Metadata { revision, data, .. } => {
+                    Some((revision.get(), data.as_ref() == SOFT_DELETE_BODY))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(meta, vec![(0, false), (1, true)]);
         assert_eq!(
-            p.ops[2],
-            Op::SoftDelete {
-                stream: "a".into(),
-                recreated_at: Some(rev(1))
+            p.ops[5],
+            Op::HardDelete {
+                stream: "b".into(),
+                last: Some(rev(1))
             }
         );
-        assert_eq!(p.ops[4], Op::HardDelete { stream: "b".into() });
-        assert!(p.barrier);
-        assert!(p.hard_deleted.contains("b"));
+        assert_eq!(
+            p.ops[6],
+            Op::HardDelete {
+                stream: "c".into(),
+                last: None
+            }
+        );
+        assert!(p.barrier, "a tombstone is a barrier");
+        assert!(p.hard_deleted.contains("b") && p.hard_deleted.contains("c"));
         assert_eq!(p.skipped, 1);
     }
 
     #[test]
-    fn a_soft_delete_not_followed_by_an_append_has_no_recreation_point() {
+    fn a_soft_delete_is_no_barrier() {
         let recs = vec![
             rec("$$a", 0, "$metadata", SOFT_DELETE_BODY, true),
             rec("b", 0, "t", b"{}", true),
         ];
         let p = plan(recs, &all()).unwrap();
-        assert_eq!(
-            p.ops[0],
-            Op::SoftDelete {
-                stream: "a".into(),
-                recreated_at: None
-            }
-        );
+        assert!(!p.barrier);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! therefore never retried blindly: either the stream is missing on the secondary because the
 //! primary no longer has its first events (the offset rule), or the secondary differs from the
 //! primary, which stops replication with a [`Divergence`] report. Nothing is overwritten.
+//!
+//! Metadata records (soft deletes included) are written the same way into `$$stream`: original
+//! id, exact metastream number (see [`Writer::metadata`]); tombstones with the stream's exact last
+//! number. No write of a user stream is sent with expected version `Any`, so no replay can delete,
+//! undelete or rewrite anything.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -26,7 +31,7 @@ use super::{Applied, Batch, Shared, StageError};
 use crate::config::Ordering;
 use crate::esdb::{self, Client, DeleteMode, DeleteOutcome, EncodeError, EventData, Lookup};
 use crate::fidelity::{self, LossKind, LossRecord};
-use crate::offsets::StreamOffsets;
+use crate::offsets::{StreamOffsets, OFFSETS_STREAM};
 use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 use crate::retry::{retry, Gave};
 
@@ -284,25 +289,11 @@ impl Writer {
             Op::Append { stream, events } => self.append(stream, events, ctx).await,
             Op::Metadata {
                 stream,
+                revision,
                 event_id,
                 data,
-            } => self.metadata(stream, *event_id, data, ctx).await,
-            Op::SoftDelete {
-                stream,
-                recreated_at,
-            } => self.soft_delete(stream, *recreated_at, ctx).await,
-            Op::HardDelete { stream } => {
-                match self
-                    .call("hard delete", ctx, || {
-                        self.client
-                            .delete_stream(stream, ExpectedVersion::Any, DeleteMode::Hard)
-                    })
-                    .await
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
+            } => self.metadata(stream, *revision, *event_id, data, ctx).await,
+            Op::HardDelete { stream, last } => self.hard_delete(stream, *last, ctx).await,
         }
     }
 
@@ -395,22 +386,8 @@ impl Writer {
                     // The primary's stream starts at `source` (earlier events truncated and
                     // scavenged): persist the offset, then append again under it.
                     tracing::info!(stream, first_event = %source, "stream's first surviving event on the primary is not 0; replicating it with a number offset");
-                    let client = &self.client;
-                    match retry(
-                        "record stream offset",
-                        ctx.cancel,
-                        |e| self.shared.note_retry("writer", e),
-                        || {
-                            let mut o = offsets.clone();
-                            async move { o.record(client, stream, source).await.map(|()| o) }
-                        },
-                    )
-                    .await
-                    {
-                        Ok(updated) => *offsets = updated,
-                        Err(Gave::Cancelled) => return Err(StageError::Cancelled),
-                        Err(Gave::Up(e)) => return Err(StageError::Secondary(e)),
-                    }
+                    self.record_offset(&mut offsets, stream, source, ctx)
+                        .await?;
                 }
             }
         }
@@ -418,7 +395,13 @@ impl Writer {
     }
 
     /// How many leading `events` (mapped to secondary numbers from `first` on) the secondary
-    /// holds, up to its `current` last number, with the same ids; stops at the first that differs.
+    /// already holds, up to its `current` last number.
+    ///
+    /// The prefix is sent again as its own append with the exact expected version before `first`:
+    /// the server answers "already written" only when every id is at its number, and it checks
+    /// that in its index (strong idempotency, §5.5), so events the secondary hides from reads
+    /// (`$maxCount`, `$tb`, `$maxAge`) are proven as well as visible ones. A refusal means the
+    /// secondary holds other events there.
     async fn applied_prefix(
         &self,
         stream: &str,
@@ -427,45 +410,13 @@ impl Writer {
         current: StreamRevision,
         ctx: &PageCtx<'_>,
     ) -> Result<usize, StageError> {
-        let options = crate::esdb::ReadOptions {
-            embed: crate::esdb::Embed::Rich,
-            long_poll: None,
-            resolve_link_tos: Some(false),
-        };
-        let mut matched = 0;
-        let at = |k: usize| nth(first, k).filter(|r| k < events.len() && *r <= current);
-        while let Some(from) = at(matched) {
-            let page = self
-                .call("read back applied events", ctx, || {
-                    self.client.read_stream_forward(
-                        stream,
-                        from,
-                        crate::esdb::PageSize::MAX,
-                        &options,
-                    )
-                })
-                .await?;
-            let Lookup::Found(page) = page else {
-                return Ok(matched);
-            };
-            let ids: std::collections::HashMap<StreamRevision, uuid::Uuid> = page
-                .entries
-                .iter()
-                .filter_map(|e| e.as_event().map(|ev| (ev.revision, ev.event_id)))
-                .collect();
-            let before = matched;
-            while let Some(revision) = at(matched) {
-                match ids.get(&revision) {
-                    Some(id) if *id == events[matched].event_id => matched += 1,
-                    Some(_) => return Ok(matched),
-                    None => break,
-                }
-            }
-            if matched == before {
-                return Ok(matched);
-            }
+        let held = current.get().saturating_sub(first.get()).saturating_add(1);
+        let n = usize::try_from(held).map_or(events.len(), |h| h.min(events.len()));
+        match Box::pin(self.append_mapped(stream, first, &events[..n], ctx)).await {
+            Ok(()) => Ok(n),
+            Err(AppendFailure::Mismatch { at, .. }) => Ok(at),
+            Err(AppendFailure::Stage(e)) => Err(e),
         }
-        Ok(matched)
     }
 
     /// A user-written link to an event of an offset stream points at the translated number.
@@ -652,70 +603,284 @@ impl Writer {
         }
     }
 
+    /// Writes one record of `$$stream` as the primary's log holds it: its original id, at its
+    /// metastream number (less the metastream's offset, see [`crate::offsets`]), with the exact
+    /// expected version. A replay is answered "already written" and changes nothing.
+    ///
+    /// The secondary's server writes records of its own into `$$stream`, as the primary's did
+    /// (§5.7): the "undelete" record after an append to, or a metadata write on, a soft-deleted
+    /// stream. They take the same numbers as the primary's, with other ids; the primary's copy of
+    /// such a record is recognised by its content and not written again. One primary record has
+    /// no server-side twin: a soft delete of a stream that is already soft-deleted, which the
+    /// primary wrote through a `DELETE` (no undelete record). Written as metadata it would
+    /// undelete the stream, so it is sent as a `DELETE` too.
     async fn metadata(
         &self,
         stream: &str,
+        revision: StreamRevision,
         event_id: Uuid,
         data: &Bytes,
         ctx: &PageCtx<'_>,
     ) -> Result<(), StageError> {
+        let meta = crate::offsets::metastream_key(stream);
         let data = self.offsets.lock().await.translate_metadata(stream, data);
-        // Expected version Any: the secondary's metastream numbers differ from the primary's
-        // (automatic undelete records, §7). A replay rewrites the same document: harmless.
-        match self
-            .call("write metadata", ctx, || {
-                self.client.write_stream_metadata(
-                    stream,
-                    event_id,
-                    data.clone(),
-                    ExpectedVersion::Any,
+        let soft_delete = data.as_ref() == super::plan::SOFT_DELETE_BODY;
+        loop {
+            let Some(at) = self.offsets.lock().await.to_secondary(&meta, revision) else {
+                // Before the metastream's first replicated record: never replicated by the rule.
+                return Ok(());
+            };
+            let expected = expected_before(at);
+            if soft_delete {
+                let head = self.metastream_head(stream, ctx).await?;
+                if head
+                    .as_ref()
+                    .is_some_and(|h| h.revision.next() == Some(at) && h.is_soft_delete())
+                {
+                    // Conditional all the same: "no stream" accepts only a stream that is still
+                    // soft-deleted (or absent), so nothing recreated since is deleted.
+                    return match self
+                        .call("soft delete", ctx, || {
+                            self.client.delete_stream(stream, ExpectedVersion::NoStream, DeleteMode::Soft)
+                        })
+                        .await
+                    {
+                        Ok(DeleteOutcome::Deleted | DeleteOutcome::StreamNotFound) => Ok(()),
+                        Ok(DeleteOutcome::AlreadyHardDeleted) if ctx.hard_deleted.contains(stream) => Ok(()),
+                        Ok(DeleteOutcome::AlreadyHardDeleted) => Err(self.metadata_divergence(stream, revision, event_id, expected, "hard-deleted".into(), None, "the primary soft-deletes this stream but it is hard-deleted on the secondary: something else deleted it there")),
+                        Err(StageError::Secondary(esdb::Error::WrongExpectedVersion { current, .. })) => Err(self.metadata_divergence(stream, revision, event_id, expected, current.map_or_else(|| "unknown".into(), |c| c.to_string()), None, "the primary soft-deletes this stream again, but on the secondary it holds events written since: something else wrote to it")),
+                        Err(e) => Err(e),
+                    };
+                }
+            }
+            let result = self
+                .call("write metadata", ctx, || {
+                    self.client
+                        .write_stream_metadata(stream, event_id, data.clone(), expected)
+                })
+                .await;
+            let current = match result {
+                Ok(_) => return Ok(()),
+                Err(StageError::Secondary(esdb::Error::StreamDeleted { .. }))
+                    if ctx.hard_deleted.contains(stream) =>
+                {
+                    return Ok(())
+                }
+                Err(StageError::Secondary(esdb::Error::Encode(e))) => {
+                    tracing::warn!(stream, %event_id, error = %e, "stream metadata that is not a JSON document is not replicated");
+                    return Ok(());
+                }
+                Err(StageError::Secondary(esdb::Error::WrongExpectedVersion {
+                    current, ..
+                })) => current,
+                Err(e) => return Err(e),
+            };
+            let mut offsets = self.offsets.lock().await;
+            match current {
+                Some(CurrentVersion::NoStream)
+                    if revision > StreamRevision::START && offsets.get(&meta).is_none() =>
+                {
+                    // The primary's metastream keeps only its last record (`$maxCount` 1), so
+                    // after a scavenge its first record in `$all` is not number 0: the same rule
+                    // as for a stream whose first events are gone.
+                    tracing::info!(stream, first_record = %revision, "the stream's first surviving metadata record on the primary is not 0; replicating its metadata with a number offset");
+                    self.record_offset(&mut offsets, &meta, revision, ctx)
+                        .await?;
+                }
+                Some(CurrentVersion::Revision(c)) if c >= at => {
+                    drop(offsets);
+                    return self
+                        .metadata_already_there(stream, revision, event_id, &data, at, c, ctx)
+                        .await;
+                }
+                other => {
+                    drop(offsets);
+                    return Err(self.metadata_divergence(
+                        stream,
+                        revision,
+                        event_id,
+                        expected,
+                        other.map_or_else(|| "unknown".into(), |c| c.to_string()),
+                        None,
+                        "the secondary's metadata stream is behind: metadata records the primary had before this one are missing there. Compare both sides with `standby verify`; do not write to the secondary",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The secondary's `$$stream` already reaches `at` (its last record is `current`) and the
+    /// record there is not ours by id: a replay over a record the secondary's server wrote
+    /// itself, or divergence.
+    #[allow(clippy::too_many_arguments)]
+    async fn metadata_already_there(
+        &self,
+        stream: &str,
+        revision: StreamRevision,
+        event_id: Uuid,
+        data: &Bytes,
+        at: StreamRevision,
+        current: StreamRevision,
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), StageError> {
+        let ours: Option<serde_json::Value> = serde_json::from_slice(data).ok();
+        if current == at {
+            let head = self.metastream_head(stream, ctx).await?;
+            let theirs = head.as_ref().and_then(|h| h.document.clone());
+            if head.is_some() && ours.is_some() && theirs == ours {
+                tracing::debug!(stream, %revision, "metadata record already written by the secondary's server");
+                return Ok(());
+            }
+            return Err(self.metadata_divergence(
+                stream,
+                revision,
+                event_id,
+                expected_before(at),
+                current.to_string(),
+                head.map(|h| h.event_id),
+                "the secondary's metadata record at this number differs from the primary's: something other than standby wrote the stream's metadata there. Nothing was overwritten. Compare both sides with `standby verify`",
+            ));
+        }
+        // Older metastream records cannot be read (a metastream keeps its last record readable,
+        // §4.5); the server proved the id differs. The records a server writes itself with ids
+        // of its own all carry `$tb` (soft deletes, undelete records): such a record is taken
+        // as the secondary server's twin of the primary's. Any other record was written by
+        // standby with its original id, so a different one is divergence.
+        let server_written = ours
+            .as_ref()
+            .and_then(|d| d.as_object())
+            .is_some_and(|d| d.contains_key("$tb"));
+        if server_written {
+            tracing::debug!(stream, %revision, "metadata record already applied (hidden by the metastream's $maxCount)");
+            return Ok(());
+        }
+        Err(self.metadata_divergence(
+            stream,
+            revision,
+            event_id,
+            expected_before(at),
+            current.to_string(),
+            None,
+            "the secondary's metadata stream holds another record at this number: something other than standby wrote the stream's metadata. Nothing was overwritten. Compare both sides with `standby verify`",
+        ))
+    }
+
+    /// The last record of the secondary's `$$stream`, if any.
+    async fn metastream_head(
+        &self,
+        stream: &str,
+        ctx: &PageCtx<'_>,
+    ) -> Result<Option<MetaHead>, StageError> {
+        let head = self
+            .call("read the secondary's metadata stream", ctx, || {
+                self.client.read_metastream_head(stream)
+            })
+            .await?;
+        Ok(head.map(|e| MetaHead {
+            revision: e.revision,
+            event_id: e.event_id,
+            document: e.data.as_ref().and_then(|d| serde_json::from_slice(d).ok()),
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn metadata_divergence(
+        &self,
+        stream: &str,
+        revision: StreamRevision,
+        event_id: Uuid,
+        expected: ExpectedVersion,
+        current: String,
+        theirs: Option<Uuid>,
+        explanation: &str,
+    ) -> StageError {
+        StageError::Divergence(Box::new(Divergence {
+            stream: format!("$${stream}"),
+            source_revision: revision.get(),
+            expected: expected.to_string(),
+            current,
+            primary_event_id: Some(event_id),
+            secondary_event_id: theirs,
+            explanation: explanation.to_string(),
+        }))
+    }
+
+    /// Persists a number offset for `key` (a stream or a metastream) on the secondary. The
+    /// record, and so its event id, is built once: a retry after a lost answer is the same write
+    /// at the same expected version, answered "already written" (engine review §11).
+    async fn record_offset(
+        &self,
+        offsets: &mut StreamOffsets,
+        key: &str,
+        first: StreamRevision,
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), StageError> {
+        let pending = offsets.prepare(key, first);
+        let client = &self.client;
+        let expected = pending.expected;
+        let appended = self
+            .call("record stream offset", ctx, || {
+                client.append_events(
+                    OFFSETS_STREAM,
+                    std::slice::from_ref(&pending.event),
+                    expected,
                 )
+            })
+            .await?;
+        offsets.committed(pending, appended.first);
+        Ok(())
+    }
+
+    /// Hard-deletes `stream` at its exact last number: the one this page appended last, or else
+    /// the secondary's own (every event before the tombstone in `$all` is applied by now, and the
+    /// pages before it are durable: the tombstone is a barrier). A stream already hard-deleted
+    /// answers 410: the replay of a tombstone writes nothing.
+    async fn hard_delete(
+        &self,
+        stream: &str,
+        last: Option<StreamRevision>,
+        ctx: &PageCtx<'_>,
+    ) -> Result<(), StageError> {
+        let last = match last {
+            Some(source) => self.offsets.lock().await.to_secondary(stream, source),
+            None => None,
+        };
+        let expected = match last {
+            Some(n) => ExpectedVersion::Exact(n),
+            None => match self
+                .call("read the stream's last event", ctx, || {
+                    self.client.read_event_entry(
+                        stream,
+                        crate::esdb::StreamFrom::Head,
+                        crate::esdb::Embed::None,
+                    )
+                })
+                .await?
+            {
+                Lookup::Found(entry) => ExpectedVersion::Exact(entry.revision()),
+                // Absent or soft-deleted: "no stream" accepts both.
+                Lookup::NotFound => ExpectedVersion::NoStream,
+                Lookup::Deleted => return Ok(()),
+            },
+        };
+        match self
+            .call("hard delete", ctx, || {
+                self.client.delete_stream(stream, expected, DeleteMode::Hard)
             })
             .await
         {
             Ok(_) => Ok(()),
-            Err(StageError::Secondary(esdb::Error::StreamDeleted { .. }))
-                if ctx.hard_deleted.contains(stream) =>
-            {
-                Ok(())
+            Err(StageError::Secondary(esdb::Error::WrongExpectedVersion { current, .. })) => {
+                Err(StageError::Divergence(Box::new(Divergence {
+                    stream: stream.to_string(),
+                    source_revision: StreamRevision::TOMBSTONE.get(),
+                    expected: expected.to_string(),
+                    current: current.map_or_else(|| "unknown".into(), |c| c.to_string()),
+                    primary_event_id: None,
+                    secondary_event_id: None,
+                    explanation: "the primary hard-deletes this stream, but on the secondary it holds other events than the primary had: something else wrote to it. Nothing was deleted. Compare both sides with `standby verify`".into(),
+                })))
             }
-            Err(StageError::Secondary(esdb::Error::Encode(e))) => {
-                tracing::warn!(stream, %event_id, error = %e, "stream metadata that is not a JSON document is not replicated");
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn soft_delete(
-        &self,
-        stream: &str,
-        recreated_at: Option<StreamRevision>,
-        ctx: &PageCtx<'_>,
-    ) -> Result<(), StageError> {
-        // When this page recreates the stream, delete only at the number it had before: on a
-        // replay the stream is already past it, and the 400 says "done and superseded".
-        let expected = {
-            let offsets = self.offsets.lock().await;
-            recreated_at
-                .and_then(|r| offsets.to_secondary(stream, r))
-                .map_or(ExpectedVersion::Any, expected_before)
-        };
-        match self.call("soft delete", ctx, || self.client.delete_stream(stream, expected, DeleteMode::Soft)).await {
-            Ok(DeleteOutcome::Deleted | DeleteOutcome::StreamNotFound) => Ok(()),
-            Ok(DeleteOutcome::AlreadyHardDeleted) if ctx.hard_deleted.contains(stream) => Ok(()),
-            Ok(DeleteOutcome::AlreadyHardDeleted) => Err(StageError::Divergence(Box::new(Divergence {
-                stream: stream.to_string(),
-                source_revision: 0,
-                expected: expected.to_string(),
-                current: "hard-deleted".into(),
-                primary_event_id: None,
-                secondary_event_id: None,
-                explanation: "the primary soft-deletes this stream but it is hard-deleted on the secondary: something else deleted it there".into(),
-            }))),
-            // Exact: the stream is already past the delete (replay). Any: 21.10+ refuses to
-            // soft-delete a stream with neither events nor metadata; there is nothing to delete.
-            Err(StageError::Secondary(esdb::Error::WrongExpectedVersion { .. })) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -771,6 +936,23 @@ impl Writer {
             secondary_event_id: theirs,
             explanation: explanation.to_string(),
         }))
+    }
+}
+
+/// The last record of a secondary metastream.
+struct MetaHead {
+    revision: StreamRevision,
+    event_id: Uuid,
+    /// Its data as JSON, when it is.
+    document: Option<serde_json::Value>,
+}
+
+impl MetaHead {
+    fn is_soft_delete(&self) -> bool {
+        self.document.as_ref()
+            == serde_json::from_slice::<serde_json::Value>(super::plan::SOFT_DELETE_BODY)
+                .ok()
+                .as_ref()
     }
 }
 
