@@ -10,16 +10,14 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use standby::checkpoint::{Checkpoint, CheckpointStore};
 use standby::config::Ordering;
 use standby::esdb::{Client, DeleteMode, Embed, EventData, PageSize, ReadOptions};
+use standby::pipeline;
 use standby::pipeline::plan::{classify, StreamKind};
-use standby::pipeline::{self, Shared};
 use standby::position::{ExpectedVersion, Position, StreamRevision};
-use tokio_util::sync::CancellationToken;
+
 use uuid::Uuid;
 
 use common::{admin_client, clusters, verify};
@@ -89,35 +87,6 @@ async fn user_records_after(c: &Client, from: Position) -> Vec<String> {
     }
 }
 
-/// Replicates to the primary's head and stops.
-async fn replicate(c: &standby::demo::DemoClusters, primary: &Client) {
-    let shared = Arc::new(Shared::default());
-    let stop = CancellationToken::new();
-    let run = {
-        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
-    };
-    let head = standby::demo::primary_head(primary).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while shared
-        .snapshot()
-        .positions
-        .applied
-        .is_none_or(|a| a.commit() < head.commit())
-    {
-        if run.is_finished() {
-            panic!("replication stopped: {:?}", run.await.unwrap().err());
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not caught up after 120 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    run.await.unwrap().expect("replication stops cleanly");
-}
-
 /// Puts the checkpoint back to `position`, as a crash before the checkpoint write leaves it: the
 /// local file and the copy on the secondary (the copy is never ahead of the file).
 async fn rewind(c: &standby::demo::DemoClusters, secondary: &Client, position: Position) {
@@ -143,13 +112,13 @@ async fn rewind(c: &standby::demo::DemoClusters, secondary: &Client, position: P
 async fn replay_writes_nothing(c: &standby::demo::DemoClusters, what: &str) {
     let primary = admin_client(&c.primary.url());
     let secondary = admin_client(&c.secondary.url());
-    replicate(c, &primary).await;
+    common::replicate_to_head(&c.config, &primary).await;
     let first = verify(&c.config).await;
     assert!(first.equal, "{what}: first run: {first}");
 
     rewind(c, &secondary, Position::START).await;
     let before = secondary_head(&secondary).await;
-    replicate(c, &primary).await;
+    common::replicate_to_head(&c.config, &primary).await;
     let report = verify(&c.config).await;
     assert!(report.equal, "{what}: after the replay: {report}");
     let written = user_records_after(&secondary, before).await;

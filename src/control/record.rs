@@ -150,6 +150,12 @@ pub enum ControlError {
     },
 }
 
+impl crate::retry::Transient for ControlError {
+    fn is_transient(&self) -> bool {
+        ControlError::is_transient(self)
+    }
+}
+
 impl ControlError {
     pub fn is_transient(&self) -> bool {
         matches!(self, ControlError::Client(e) if e.is_transient())

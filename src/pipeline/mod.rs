@@ -7,9 +7,9 @@
 //!                                                                └──watch(persisted)──┘  (barrier pages)
 //! ```
 //!
-//! Start-up refuses what would replicate into the wrong place: a corrupt checkpoint, a checkpoint
-//! taken against another primary, or a missing local checkpoint when the secondary already holds
-//! replication state. Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer finish its page,
+//! Start-up refuses what would replicate into the wrong place before it writes anything: a
+//! promoted secondary (whether or not the primary answers), a corrupt checkpoint, and every way a
+//! checkpoint can disagree with the two clusters (see [`startup`]). Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer finish its page,
 //! and flushes the checkpoint, within [`SHUTDOWN_DEADLINE`].
 
 pub mod lanes;
@@ -17,6 +17,7 @@ pub mod plan;
 
 mod checkpointer;
 mod reader;
+mod startup;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -406,17 +407,12 @@ async fn prepare_secondary(
     shutdown: &CancellationToken,
     shared: &Shared,
 ) -> Result<Option<Client>, RunError> {
-    use crate::control::{record, setup};
+    use crate::control::setup;
     let replicator = config.secondary.username.clone().unwrap_or_default();
     let Some(admin) = admin_client(config)? else {
         tracing::warn!(
             "no [secondary.admin] configured: the secondary is not fenced against application writes and cannot be promoted safely; see docs/failover.md"
         );
-        if let Ok(Some(control)) = record::read(secondary).await {
-            if let Some(p) = control.promoted() {
-                return Err(RunError::Refused(promoted_message(p)));
-            }
-        }
         return Ok(Some(secondary.clone()));
     };
     let login = admin_login(config);
@@ -526,73 +522,93 @@ pub async fn run(
     let (primary, secondary) = clients(config)?;
     let (store, existing) = CheckpointStore::open(&config.checkpoint.path)
         .map_err(|e| RunError::Refused(e.to_string()))?;
+    let stopped = |checkpoint: Option<Position>| Summary {
+        progress: shared.snapshot(),
+        checkpoint,
+    };
+    let stopped_early = stopped(existing.as_ref().map(|c| c.position));
+    // Reads the secondary's state: `$standby-*` streams are `$admins`-only unless setup granted
+    // them, so `[secondary.admin]` when configured.
+    let inspector = admin_client(config)?.unwrap_or_else(|| secondary.clone());
 
-    let Some(identity) = primary_identity(&primary, &shutdown, &shared).await? else {
-        return Ok(Summary {
-            progress: shared.snapshot(),
-            checkpoint: existing.map(|c| c.position),
-        });
-    };
-    let control_reader =
-        match prepare_secondary(config, &secondary, &identity, &shutdown, &shared).await? {
-            Some(c) => c,
-            None => {
-                return Ok(Summary {
-                    progress: shared.snapshot(),
-                    checkpoint: existing.map(|c| c.position),
-                })
-            }
-        };
-    let start = match &existing {
-        Some(cp) if cp.primary != identity => {
-            return Err(RunError::Refused(format!(
-                "the checkpoint {} was taken against another primary (database {}), but {} is database {}. \
-                 Refusing to mix two primaries into one secondary: point [primary] at the original cluster, \
-                 or replicate this primary into an empty secondary with a new checkpoint path",
-                config.checkpoint.path.display(),
-                cp.primary,
-                config.primary.url,
-                identity
-            )))
-        }
-        Some(cp) => cp.position,
-        None => {
-            let copy = match retry("read the checkpoint copy", &shutdown, |e| shared.note_retry("writer", e), || checkpoint_copy(&secondary)).await {
-                Ok(c) => c,
-                Err(Gave::Cancelled) => return Ok(Summary { progress: shared.snapshot(), checkpoint: None }),
-                Err(Gave::Up(e)) => return Err(StageError::Secondary(e).into()),
-            };
-            if let Some(copy) = copy {
-                return Err(RunError::Refused(format!(
-                    "there is no local checkpoint at {}, but the secondary already holds replicated data up to {} \
-                     (primary database {}). Starting from the beginning would replay deletes over newer data. \
-                     Recover the position explicitly with `standby checkpoint recover --config FILE`, \
-                     or fix checkpoint.path",
-                    config.checkpoint.path.display(),
-                    copy.position,
-                    copy.primary
-                )));
-            }
-            Position::START
-        }
-    };
-    let offsets = match retry(
-        "load stream offsets",
+    // A promoted secondary is refused first, whether or not the primary answers.
+    let control = match retry(
+        "read the secondary's control stream",
         &shutdown,
-        |e| shared.note_retry("writer", e),
-        || StreamOffsets::load(&secondary),
+        |_| {
+            shared.retries.fetch_add(1, AtomicOrdering::Relaxed);
+        },
+        || crate::control::record::read(&inspector),
     )
     .await
     {
-        Ok(o) => o,
-        Err(Gave::Cancelled) => {
-            return Ok(Summary {
-                progress: shared.snapshot(),
-                checkpoint: Some(start),
-            })
+        Ok(c) => c,
+        Err(Gave::Cancelled) => return Ok(stopped_early),
+        Err(Gave::Up(crate::control::record::ControlError::Client(
+            e @ esdb::Error::Unauthorized { .. },
+        ))) => {
+            return Err(RunError::Refused(format!(
+                "cannot read the secondary's control stream ({e}): without [secondary.admin], the replication user                  must be allowed to read $standby-control (docs/configuration.md), or `run` cannot tell a promoted                  secondary from a standby"
+            )))
         }
+        Err(Gave::Up(e)) => return Err(RunError::Refused(e.to_string())),
+    };
+    if let Some(p) = control.as_ref().and_then(crate::control::Control::promoted) {
+        return Err(RunError::Refused(promoted_message(p)));
+    }
+
+    let Some(identity) = primary_identity(&primary, &shutdown, &shared).await? else {
+        return Ok(stopped_early);
+    };
+    let (copy, offsets) = match retry(
+        "read the secondary's replication state",
+        &shutdown,
+        |e| shared.note_retry("writer", e),
+        || async {
+            let copy = checkpoint_copy(&inspector).await?;
+            let offsets = StreamOffsets::load(&inspector).await?;
+            Ok((copy, offsets))
+        },
+    )
+    .await
+    {
+        Ok(state) => state,
+        Err(Gave::Cancelled) => return Ok(stopped_early),
         Err(Gave::Up(e)) => return Err(StageError::Secondary(e).into()),
     };
+    let resume = startup::Resume {
+        config,
+        primary: &primary,
+        secondary: &inspector,
+        identity: &identity,
+        local: existing.as_ref(),
+        copy: copy.as_ref(),
+        control: control.as_ref(),
+        offsets: &offsets,
+    };
+    let start = match retry(
+        "check the checkpoint against both clusters",
+        &shutdown,
+        |e| shared.note_retry("reader", e),
+        || resume.check(),
+    )
+    .await
+    {
+        Ok(Ok(start)) => start,
+        Ok(Err(refused)) => return Err(refused),
+        Err(Gave::Cancelled) => return Ok(stopped_early),
+        Err(Gave::Up(e)) => {
+            return Err(RunError::Internal(format!(
+                "checking the checkpoint against both clusters failed: {e}"
+            )))
+        }
+    };
+    // Only now, with the resume point proven, does anything get written.
+    let control_reader =
+        match prepare_secondary(config, &secondary, &identity, &shutdown, &shared).await? {
+            Some(c) => c,
+            None => return Ok(stopped(Some(start))),
+        };
     tracing::info!(from = %start, primary = %identity, ordering = ?config.replication.ordering, offsets = offsets.len(), "replication starting");
 
     let page_size = u16::try_from(config.replication.page_size)

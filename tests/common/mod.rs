@@ -202,3 +202,37 @@ pub fn checkpoint_never_ahead(
         checked
     })
 }
+
+/// Runs replication with `config` until the primary's head is applied, then stops it; panics with
+/// the run's error if it stops by itself first.
+pub async fn replicate_to_head(
+    config: &standby::config::Config,
+    primary: &standby::esdb::Client,
+) -> standby::pipeline::Summary {
+    use std::sync::Arc;
+    let shared = Arc::new(standby::pipeline::Shared::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { standby::pipeline::run(&config, stop, shared).await })
+    };
+    let head = standby::demo::primary_head(primary).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while shared
+        .snapshot()
+        .positions
+        .applied
+        .is_none_or(|a| a.commit() < head.commit())
+    {
+        if run.is_finished() {
+            panic!("replication stopped: {:?}", run.await.unwrap().err());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not caught up after 300 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    run.await.unwrap().expect("replication stops cleanly")
+}
