@@ -41,14 +41,16 @@ pub const OFFSET_EVENT_TYPE: &str = "standby-stream-offset";
 #[serde(deny_unknown_fields)]
 pub struct OffsetRecord {
     pub stream: String,
-    /// Source event number of the stream's first replicated event.
-    pub offset: u64,
+    /// What to subtract from a source number to get the secondary's: for a stream, the source
+    /// number of its first replicated event; for a metastream it can be negative, once standby
+    /// has inserted a record of its own (see [`StreamOffsets::prepare`]).
+    pub offset: i64,
 }
 
 /// The offsets known on the secondary.
 #[derive(Debug, Clone, Default)]
 pub struct StreamOffsets {
-    map: HashMap<String, StreamRevision>,
+    map: HashMap<String, i64>,
     /// Expected version of the next record appended to [`OFFSETS_STREAM`].
     next_expected: Option<StreamRevision>,
 }
@@ -89,7 +91,7 @@ impl StreamOffsets {
                         detail: format!("not an offset record ({e}); the secondary's {OFFSETS_STREAM} stream was written by something else"),
                     }
                 })?;
-                offsets.map.insert(record.stream, revision(record.offset));
+                offsets.map.insert(record.stream, record.offset);
                 offsets.next_expected = Some(event.revision);
                 from = event.revision.next().unwrap_or(event.revision);
             }
@@ -101,7 +103,15 @@ impl StreamOffsets {
 
     /// The offset of `stream`, if one was recorded.
     pub fn get(&self, stream: &str) -> Option<StreamRevision> {
-        self.map.get(stream).copied()
+        self.map
+            .get(stream)
+            .and_then(|o| u64::try_from(*o).ok())
+            .and_then(StreamRevision::new)
+    }
+
+    /// The signed offset recorded under `key` (a stream or a [`metastream_key`]), 0 if none.
+    pub fn shift(&self, key: &str) -> i64 {
+        self.map.get(key).copied().unwrap_or(0)
     }
 
     /// Number of streams with an offset.
@@ -116,10 +126,10 @@ impl StreamOffsets {
     /// The secondary event number of source event `source` of `stream`; `None` when `source` lies
     /// before the stream's offset (it was never replicated).
     pub fn to_secondary(&self, stream: &str, source: StreamRevision) -> Option<StreamRevision> {
-        match self.get(stream) {
-            None => Some(source),
-            Some(offset) => source.get().checked_sub(offset.get()).map(revision),
-        }
+        let shifted = i64::try_from(source.get())
+            .ok()?
+            .checked_sub(self.shift(stream))?;
+        u64::try_from(shifted).ok().and_then(StreamRevision::new)
     }
 
     /// Translates a metadata document's `$tb` for an offset stream; other streams' metadata and
@@ -142,21 +152,27 @@ impl StreamOffsets {
         Bytes::from(serde_json::to_vec(&doc).expect("a JSON object serialises"))
     }
 
-    /// The offset record for `key` at `offset`, with its event id and expected version chosen
-    /// once: the caller appends it (retrying the same request), then reports it with
-    /// [`StreamOffsets::committed`]. Must complete before the first append that uses it.
-    pub fn prepare(&self, key: &str, offset: StreamRevision) -> PendingOffset {
-        let record = OffsetRecord {
-            stream: key.to_string(),
-            offset: offset.get(),
-        };
-        let data = serde_json::to_vec(&record).expect("serialisable");
+    /// The offset records for `entries` (key, offset), with their event ids and expected
+    /// version chosen once: the caller appends them in one request (atomically, retrying the same
+    /// request), then reports them with [`StreamOffsets::committed`]. Must complete before the
+    /// first write that uses them.
+    pub fn prepare(&self, entries: &[(String, i64)]) -> PendingOffset {
+        let events = entries
+            .iter()
+            .map(|(key, offset)| {
+                let record = OffsetRecord {
+                    stream: key.clone(),
+                    offset: *offset,
+                };
+                let data = serde_json::to_vec(&record).expect("serialisable");
+                EventData::json(Uuid::new_v4(), OFFSET_EVENT_TYPE, data)
+            })
+            .collect();
         PendingOffset {
-            key: key.to_string(),
-            offset,
-            event: EventData::json(Uuid::new_v4(), OFFSET_EVENT_TYPE, data),
-            // Exact: a concurrent writer (another replicator) is refused, and a retry of this
-            // same record after a lost answer is answered "already written".
+            entries: entries.to_vec(),
+            events,
+            // Exact: a concurrent writer (another replicator) is refused, and a retry of these
+            // same records after a lost answer is answered "already written".
             expected: match self.next_expected {
                 None => ExpectedVersion::NoStream,
                 Some(last) => ExpectedVersion::Exact(last),
@@ -164,13 +180,15 @@ impl StreamOffsets {
         }
     }
 
-    /// Remembers an offset record the secondary acknowledged (`first`: the number it got).
-    pub fn committed(&mut self, pending: PendingOffset, first: Option<StreamRevision>) {
-        self.next_expected = first.or_else(|| match pending.expected {
-            ExpectedVersion::Exact(last) => last.next(),
-            _ => Some(StreamRevision::START),
-        });
-        self.map.insert(pending.key, pending.offset);
+    /// Remembers offset records the secondary acknowledged.
+    pub fn committed(&mut self, pending: PendingOffset) {
+        let appended = pending.events.len() as u64;
+        let next = match pending.expected {
+            ExpectedVersion::Exact(last) => last.get() + appended,
+            _ => appended - 1,
+        };
+        self.next_expected = StreamRevision::new(next);
+        self.map.extend(pending.entries);
     }
 
     /// Persists `offset` for `key` on the secondary, then remembers it (one attempt).
@@ -188,15 +206,12 @@ impl StreamOffsets {
         if self.get(key) == Some(offset) {
             return Ok(());
         }
-        let pending = self.prepare(key, offset);
-        let appended = client
-            .append_events(
-                OFFSETS_STREAM,
-                std::slice::from_ref(&pending.event),
-                pending.expected,
-            )
+        let shift = i64::try_from(offset.get()).unwrap_or(i64::MAX);
+        let pending = self.prepare(&[(key.to_string(), shift)]);
+        client
+            .append_events(OFFSETS_STREAM, &pending.events, pending.expected)
             .await?;
-        self.committed(pending, appended.first);
+        self.committed(pending);
         Ok(())
     }
 }
@@ -204,9 +219,8 @@ impl StreamOffsets {
 /// An offset record about to be appended (see [`StreamOffsets::prepare`]).
 #[derive(Debug, Clone)]
 pub struct PendingOffset {
-    key: String,
-    offset: StreamRevision,
-    pub event: EventData,
+    entries: Vec<(String, i64)>,
+    pub events: Vec<EventData>,
     pub expected: ExpectedVersion,
 }
 
@@ -216,17 +230,17 @@ pub fn metastream_key(stream: &str) -> String {
     format!("$${stream}")
 }
 
-fn revision(n: u64) -> StreamRevision {
-    StreamRevision::new(n).unwrap_or(StreamRevision::TOMBSTONE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn revision(n: u64) -> StreamRevision {
+        StreamRevision::new(n).unwrap()
+    }
+
     fn with(stream: &str, offset: u64) -> StreamOffsets {
         let mut o = StreamOffsets::default();
-        o.map.insert(stream.into(), revision(offset));
+        o.map.insert(stream.into(), offset as i64);
         o
     }
 

@@ -137,3 +137,76 @@ async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
         "$maxCount 5 applies on the secondary too (events 0..6 = source 15..21)"
     );
 }
+
+/// Engine review §10: the stream's `$tb` is set before its events, and a scavenge removes the
+/// events below it, so `$all` holds the metadata first and the stream from event 3 on. The
+/// metadata reaches the secondary before the offset is known; once it is, the secondary's `$tb`
+/// must not hide the copied events. A replay of the whole log changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_before_written_ahead_of_the_offset_is_translated_once_known() {
+    let c = clusters(Ordering::Stream).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    primary
+        .write_stream_metadata(
+            "ahead",
+            Uuid::new_v4(),
+            Bytes::from_static(br#"{"$tb":3,"owner":"billing"}"#),
+            ExpectedVersion::NoStream,
+        )
+        .await
+        .unwrap();
+    primary
+        .append_events("ahead", &events(10, "E"), ExpectedVersion::NoStream)
+        .await
+        .unwrap();
+    c.primary.scavenge().expect("scavenge");
+
+    common::replicate_to_head(&c.config, &primary).await;
+    let offsets = StreamOffsets::load(&secondary).await.unwrap();
+    assert_eq!(offsets.get("ahead"), StreamRevision::new(3));
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+    let page = secondary
+        .read_stream_forward(
+            "ahead",
+            StreamRevision::START,
+            PageSize::new(50).unwrap(),
+            &ReadOptions::embed(Embed::Rich),
+        )
+        .await
+        .unwrap()
+        .found()
+        .unwrap();
+    assert_eq!(page.entries.len(), 7, "source events 3..9 are all visible");
+
+    // A crash that loses the checkpoint's progress replays all of it: nothing changes.
+    let (mut store, cp) =
+        standby::checkpoint::CheckpointStore::open(&c.config.checkpoint.path).unwrap();
+    let cp = cp.unwrap();
+    store
+        .store(&standby::checkpoint::Checkpoint {
+            position: standby::position::Position::START,
+            ..cp.clone()
+        })
+        .unwrap();
+    secondary
+        .append_events(
+            pipeline::CHECKPOINT_STREAM,
+            &[EventData::json(
+                Uuid::new_v4(),
+                pipeline::CHECKPOINT_EVENT_TYPE,
+                serde_json::to_vec(&standby::checkpoint::Checkpoint {
+                    position: standby::position::Position::START,
+                    ..cp
+                })
+                .unwrap(),
+            )],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    common::replicate_to_head(&c.config, &primary).await;
+    let report = verify(&c.config).await;
+    assert!(report.equal, "after a replay: {report}");
+}

@@ -386,8 +386,16 @@ impl Writer {
                     // The primary's stream starts at `source` (earlier events truncated and
                     // scavenged): persist the offset, then append again under it.
                     tracing::info!(stream, first_event = %source, "stream's first surviving event on the primary is not 0; replicating it with a number offset");
-                    self.record_offset(&mut offsets, stream, source, ctx)
-                        .await?;
+                    let mut entries = vec![(
+                        stream.to_string(),
+                        i64::try_from(source.get()).unwrap_or(i64::MAX),
+                    )];
+                    if self.translate_truncation(stream, source, ctx).await? {
+                        let meta = crate::offsets::metastream_key(stream);
+                        let shifted = offsets.shift(&meta) - 1;
+                        entries.push((meta, shifted));
+                    }
+                    self.record_offsets(&mut offsets, &entries, ctx).await?;
                 }
             }
         }
@@ -684,8 +692,11 @@ impl Writer {
                     // after a scavenge its first record in `$all` is not number 0: the same rule
                     // as for a stream whose first events are gone.
                     tracing::info!(stream, first_record = %revision, "the stream's first surviving metadata record on the primary is not 0; replicating its metadata with a number offset");
-                    self.record_offset(&mut offsets, &meta, revision, ctx)
-                        .await?;
+                    let entry = (
+                        meta.clone(),
+                        i64::try_from(revision.get()).unwrap_or(i64::MAX),
+                    );
+                    self.record_offsets(&mut offsets, &[entry], ctx).await?;
                 }
                 Some(CurrentVersion::Revision(c)) if c >= at => {
                     drop(offsets);
@@ -805,30 +816,68 @@ impl Writer {
         }))
     }
 
-    /// Persists a number offset for `key` (a stream or a metastream) on the secondary. The
-    /// record, and so its event id, is built once: a retry after a lost answer is the same write
-    /// at the same expected version, answered "already written" (engine review §11).
-    async fn record_offset(
+    /// Persists number offsets (key, offset) on the secondary in one append, so they hold
+    /// together or not at all. The records, and so their event ids, are built once: a retry after
+    /// a lost answer is the same write at the same expected version, answered "already written"
+    /// (engine review §11).
+    async fn record_offsets(
         &self,
         offsets: &mut StreamOffsets,
-        key: &str,
-        first: StreamRevision,
+        entries: &[(String, i64)],
         ctx: &PageCtx<'_>,
     ) -> Result<(), StageError> {
-        let pending = offsets.prepare(key, first);
-        let client = &self.client;
+        let pending = offsets.prepare(entries);
         let expected = pending.expected;
-        let appended = self
-            .call("record stream offset", ctx, || {
-                client.append_events(
-                    OFFSETS_STREAM,
-                    std::slice::from_ref(&pending.event),
-                    expected,
-                )
-            })
-            .await?;
-        offsets.committed(pending, appended.first);
+        self.call("record stream offset", ctx, || {
+            self.client
+                .append_events(OFFSETS_STREAM, &pending.events, expected)
+        })
+        .await?;
+        offsets.committed(pending);
         Ok(())
+    }
+
+    /// Before `stream` gets the offset `first`: the metadata already copied to the secondary was
+    /// written in source numbers (no offset existed yet), so a `$tb` in it would hide the copied
+    /// events (engine review §10). Writes the document again with `$tb` translated, as a record
+    /// of standby's own in `$$stream` whose id is derived from (stream, offset), so a replay after
+    /// a crash finds it. Returns whether the metastream holds that record: the caller then shifts
+    /// the metastream's numbers by one in the same offset append.
+    async fn translate_truncation(
+        &self,
+        stream: &str,
+        first: StreamRevision,
+        ctx: &PageCtx<'_>,
+    ) -> Result<bool, StageError> {
+        let id = translation_id(stream, first);
+        let Some(head) = self.metastream_head(stream, ctx).await? else {
+            return Ok(false);
+        };
+        if head.event_id == id {
+            return Ok(true);
+        }
+        let Some(serde_json::Value::Object(mut doc)) = head.document else {
+            return Ok(false);
+        };
+        let Some(tb) = doc.get("$tb").and_then(serde_json::Value::as_u64) else {
+            return Ok(false);
+        };
+        if tb == 0 || tb == StreamRevision::TOMBSTONE.get() {
+            return Ok(false);
+        }
+        doc.insert("$tb".into(), tb.saturating_sub(first.get()).into());
+        let data = Bytes::from(serde_json::to_vec(&doc).expect("a JSON object serialises"));
+        tracing::info!(stream, tb, offset = %first, "translating the stream's $tb, copied before its offset was known");
+        self.call("translate the stream's $tb", ctx, || {
+            self.client.write_stream_metadata(
+                stream,
+                id,
+                data.clone(),
+                ExpectedVersion::Exact(head.revision),
+            )
+        })
+        .await?;
+        Ok(true)
     }
 
     /// Hard-deletes `stream` at its exact last number: the one this page appended last, or else
@@ -982,6 +1031,14 @@ impl AppendFailure {
             other => other,
         }
     }
+}
+
+/// The id of the record [`Writer::translate_truncation`] writes for `stream` at offset `first`:
+/// the same in every process, so a replay recognises it.
+fn translation_id(stream: &str, first: StreamRevision) -> Uuid {
+    const SALT: u128 = 0x7374_616e_6462_792d_7462_2d74_7261_6e73;
+    let name = u128::from(crc32c::crc32c(stream.as_bytes()));
+    Uuid::from_u128(SALT ^ (name << 64) ^ u128::from(first.get()))
 }
 
 /// The number `k` places after `first`.
