@@ -129,13 +129,104 @@ pub struct WorkloadStats {
     pub metadata: u64,
     pub soft_deletes: u64,
     pub hard_deletes: u64,
+    /// Metadata writes to a soft-deleted stream (the server undeletes it).
+    pub undeletes: u64,
+    /// Appends to a soft-deleted stream (the server recreates it).
+    pub recreations: u64,
+    /// `$maxCount` set low enough to hide older events.
+    pub capped: u64,
+}
+
+/// How often each operation is drawn, in parts of the sum.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    pub append: u64,
+    pub binary: u64,
+    pub empty: u64,
+    pub link: u64,
+    pub metadata: u64,
+    pub soft_delete: u64,
+    pub hard_delete: u64,
+    /// A small `$maxCount` (3), which hides all but a stream's last events.
+    pub cap: u64,
+}
+
+impl Mix {
+    /// Mostly appends, as an application writes.
+    pub const TYPICAL: Mix = Mix {
+        append: 70,
+        binary: 10,
+        empty: 5,
+        link: 3,
+        metadata: 6,
+        soft_delete: 4,
+        hard_delete: 1,
+        cap: 0,
+    };
+    /// Dense in what replays can get wrong: soft deletes, metadata writes that undelete,
+    /// appends that recreate, tombstones and capped streams.
+    pub const CHURN: Mix = Mix {
+        append: 40,
+        binary: 5,
+        empty: 2,
+        link: 3,
+        metadata: 15,
+        soft_delete: 20,
+        hard_delete: 3,
+        cap: 12,
+    };
+
+    fn total(&self) -> u64 {
+        self.append
+            + self.binary
+            + self.empty
+            + self.link
+            + self.metadata
+            + self.soft_delete
+            + self.hard_delete
+            + self.cap
+    }
+}
+
+/// One operation of the workload.
+#[derive(Debug, Clone, Copy)]
+enum Draw {
+    Append,
+    Binary,
+    Empty,
+    Link,
+    Metadata,
+    SoftDelete,
+    HardDelete,
+    Cap,
+}
+
+impl Mix {
+    fn draw(&self, rng: &mut Rng) -> Draw {
+        let mut at = rng.below(self.total());
+        for (weight, draw) in [
+            (self.append, Draw::Append),
+            (self.binary, Draw::Binary),
+            (self.empty, Draw::Empty),
+            (self.link, Draw::Link),
+            (self.metadata, Draw::Metadata),
+            (self.soft_delete, Draw::SoftDelete),
+            (self.hard_delete, Draw::HardDelete),
+        ] {
+            if at < weight {
+                return draw;
+            }
+            at -= weight;
+        }
+        Draw::Cap
+    }
 }
 
 /// Writes a mixed workload of about `events` events over `streams` streams named
-/// `{prefix}-{n}` (and user link streams `{prefix}links-{n}`): JSON events with
-/// metadata in batches, binary and empty events, user link events, stream metadata, soft deletes
-/// (streams recreated by later writes) and hard deletes. Bounded by `events`; stops early when
-/// `cancel` fires.
+/// `{prefix}-{n}` (and user link streams `links-{n}`): JSON events with metadata in batches,
+/// binary and empty events, user link events, stream metadata, soft deletes (streams recreated by
+/// later writes) and hard deletes, drawn with [`Mix::TYPICAL`]. Bounded by `events`; stops early
+/// when `cancel` fires.
 ///
 /// # Errors
 /// Client errors from the primary.
@@ -146,20 +237,56 @@ pub async fn workload(
     streams: u64,
     seed: u64,
     cancel: &CancellationToken,
+    written: impl FnMut(WorkloadStats),
+) -> Result<WorkloadStats, esdb::Error> {
+    workload_with(
+        client,
+        prefix,
+        events,
+        streams,
+        seed,
+        Mix::TYPICAL,
+        cancel,
+        written,
+    )
+    .await
+}
+
+/// [`workload`] with another [`Mix`].
+///
+/// # Errors
+/// Client errors from the primary.
+#[allow(clippy::too_many_arguments)]
+pub async fn workload_with(
+    client: &Client,
+    prefix: &str,
+    events: u64,
+    streams: u64,
+    seed: u64,
+    mix: Mix,
+    cancel: &CancellationToken,
     mut written: impl FnMut(WorkloadStats),
 ) -> Result<WorkloadStats, esdb::Error> {
     let mut rng = Rng(seed | 1);
     let mut stats = WorkloadStats::default();
     let mut tombstoned = std::collections::HashSet::new();
     let mut has_events = std::collections::HashSet::new();
+    let mut soft_deleted = std::collections::HashSet::new();
     while stats.events < events && !cancel.is_cancelled() {
         let n = rng.below(streams);
         if tombstoned.contains(&n) {
             continue;
         }
         let stream = format!("{prefix}-{n}");
-        match rng.below(100) {
-            0..=69 => {
+        let mut wrote_events = |stats: &mut WorkloadStats, count: u64| {
+            stats.events += count;
+            if soft_deleted.remove(&n) {
+                stats.recreations += 1;
+            }
+            has_events.insert(n);
+        };
+        match mix.draw(&mut rng) {
+            Draw::Append => {
                 let count = 1 + rng.below(5);
                 let batch: Vec<EventData> = (0..count)
                     .map(|i| {
@@ -178,10 +305,9 @@ pub async fn workload(
                 client
                     .append_events(&stream, &batch, ExpectedVersion::Any)
                     .await?;
-                stats.events += count;
-                has_events.insert(n);
+                wrote_events(&mut stats, count);
             }
-            70..=79 => {
+            Draw::Binary => {
                 let data: Vec<u8> = (0..(16 + rng.below(64)))
                     .map(|_| rng.next() as u8)
                     .collect();
@@ -194,11 +320,10 @@ pub async fn workload(
                         ExpectedVersion::Any,
                     )
                     .await?;
-                stats.events += 1;
                 stats.binary += 1;
-                has_events.insert(n);
+                wrote_events(&mut stats, 1);
             }
-            80..=84 => {
+            Draw::Empty => {
                 client
                     .append_events(
                         &stream,
@@ -206,11 +331,10 @@ pub async fn workload(
                         ExpectedVersion::Any,
                     )
                     .await?;
-                stats.events += 1;
                 stats.empty += 1;
-                has_events.insert(n);
+                wrote_events(&mut stats, 1);
             }
-            85..=87 if has_events.contains(&n) => {
+            Draw::Link if has_events.contains(&n) => {
                 let link = EventData::binary(Uuid::new_v4(), "$>", format!("0@{stream}"));
                 client
                     .append_events(&format!("links-{}", n % 10), &[link], ExpectedVersion::Any)
@@ -218,8 +342,14 @@ pub async fn workload(
                 stats.events += 1;
                 stats.links += 1;
             }
-            88..=93 => {
-                let meta = format!(r#"{{"$maxCount":100000,"owner":"team-{}"}}"#, rng.below(5));
+            draw @ (Draw::Metadata | Draw::Cap) => {
+                let meta = match draw {
+                    Draw::Cap => {
+                        stats.capped += 1;
+                        format!(r#"{{"$maxCount":3,"owner":"team-{}"}}"#, rng.below(5))
+                    }
+                    _ => format!(r#"{{"$maxCount":100000,"owner":"team-{}"}}"#, rng.below(5)),
+                };
                 client
                     .write_stream_metadata(
                         &stream,
@@ -229,15 +359,21 @@ pub async fn workload(
                     )
                     .await?;
                 stats.metadata += 1;
+                if soft_deleted.remove(&n) {
+                    stats.undeletes += 1;
+                }
             }
-            94..=97 if has_events.contains(&n) => {
+            Draw::SoftDelete if has_events.contains(&n) || soft_deleted.contains(&n) => {
                 client
                     .delete_stream(&stream, ExpectedVersion::Any, DeleteMode::Soft)
                     .await?;
                 stats.soft_deletes += 1;
                 has_events.remove(&n);
+                soft_deleted.insert(n);
             }
-            98 if has_events.contains(&n) && tombstoned.len() < (streams as usize / 20).max(1) => {
+            Draw::HardDelete
+                if has_events.contains(&n) && tombstoned.len() < (streams as usize / 20).max(1) =>
+            {
                 client
                     .delete_stream(&stream, ExpectedVersion::Any, DeleteMode::Hard)
                     .await?;

@@ -55,34 +55,37 @@ pub struct LossRecord {
     pub kind: LossKind,
 }
 
-/// Mixed into a source event's id to name the record of its lossy copy.
-const LOSS_ID_SALT: u128 = 0x7374_616e_6462_792d_6c6f_7373_2d69_6400;
-
-/// Appends `records` to [`FIDELITY_STREAM`]. Readers treat the stream as a set.
-///
-/// Expected version `Any`: the stream is standby's own notebook, not a mirrored one, so a repeat
-/// cannot change what applications see. Each record's id is derived from the event it describes,
-/// so a retry or replay while the server still caches the id is answered "already written"
-/// (weak idempotency, §5.5); later ones add a duplicate line to a set.
-///
-/// # Errors
-/// Client errors.
-pub async fn record(client: &Client, records: &[LossRecord]) -> Result<(), esdb::Error> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let events: Vec<EventData> = records
+/// The events that record `records` in [`FIDELITY_STREAM`], each with a fresh id. Build them
+/// once and send the same events on every attempt ([`append`]): a retry after a lost answer is
+/// then answered "already written" while the server still caches the ids (§5.5).
+pub fn events(records: &[LossRecord]) -> Vec<EventData> {
+    records
         .iter()
         .map(|r| {
             EventData::json(
-                Uuid::from_u128(r.event_id.as_u128() ^ LOSS_ID_SALT ^ r.kind as u128),
+                Uuid::new_v4(),
                 LOSS_EVENT_TYPE,
                 serde_json::to_vec(r).expect("serialisable"),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Appends loss records built by [`events`]. Readers treat the stream as a set.
+///
+/// Expected version `Any`: the stream is standby's own notebook, not a mirrored one, so a
+/// repeat cannot change what applications see; a replay after a crash (new ids) adds duplicate
+/// lines to a set. Ids derived from the source events would not do: a replayed batch that
+/// overlaps an earlier one only in part is refused as "corrupted idempotency" (§5.5).
+///
+/// # Errors
+/// Client errors.
+pub async fn append(client: &Client, events: &[EventData]) -> Result<(), esdb::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
     client
-        .append_events(FIDELITY_STREAM, &events, ExpectedVersion::Any)
+        .append_events(FIDELITY_STREAM, events, ExpectedVersion::Any)
         .await
         .map(|_| ())
 }

@@ -1,7 +1,9 @@
 //! Crash safety of the real binary: `standby run` is killed with SIGKILL at 20 moments of a
 //! 100k-event replication while the primary takes writes, and restarted each time (alternating
-//! both orderings). After each kill the persisted checkpoint is never ahead of what the secondary
-//! holds; at the end both sides are equal and no event was applied twice.
+//! both orderings). The workload is dense in what a replay can get wrong: soft deletes, metadata
+//! writes that undelete, appends that recreate, tombstones and capped (`$maxCount`) streams.
+//! After each kill the persisted checkpoint is never ahead of what the secondary holds; at the
+//! end both sides are equal and no event was applied twice.
 
 mod common;
 
@@ -28,12 +30,13 @@ async fn kill_9_at_twenty_moments_loses_and_duplicates_nothing() {
     let writes = {
         let primary = primary.clone();
         tokio::spawn(async move {
-            standby::demo::workload(
+            standby::demo::workload_with(
                 &primary,
                 "crash",
                 EVENTS,
                 500,
                 99,
+                standby::demo::Mix::CHURN,
                 &CancellationToken::new(),
                 |_| {},
             )
@@ -96,6 +99,14 @@ async fn kill_9_at_twenty_moments_loses_and_duplicates_nothing() {
         assert_eq!(missing, 0, "kill {kill}: {missing} events before the checkpoint {position} are not on the secondary");
     }
     let stats = writes.await.unwrap().expect("the workload completes");
+    assert!(
+        stats.soft_deletes > 1000
+            && stats.undeletes > 500
+            && stats.recreations > 500
+            && stats.hard_deletes >= 20
+            && stats.capped > 500,
+        "a dense workload: {stats:?}"
+    );
 
     // A last run catches up and stops cleanly on SIGTERM.
     let mut child = spawn("global");

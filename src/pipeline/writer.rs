@@ -217,8 +217,9 @@ impl Writer {
                 hard_deleted: &HashSet::new(),
                 cancel: abort,
             };
+            let losses = fidelity::events(&batch.losses);
             self.call("record lossy copies", &ctx, || {
-                fidelity::record(&self.client, &batch.losses)
+                fidelity::append(&self.client, &losses)
             })
             .await?;
         }
@@ -545,14 +546,14 @@ impl Writer {
             self.shared.note_fidelity_loss();
             tracing::warn!(stream, %revision, event_id = %event.event_id,
                 "this event's data cannot travel in a batch and its single-event form cannot carry metadata; its metadata is not copied (HTTP API limit)");
-            let loss = [LossRecord {
+            let loss = fidelity::events(&[LossRecord {
                 stream: stream.to_string(),
                 revision: revision.get(),
                 event_id: event.event_id,
                 kind: LossKind::MetadataDropped,
-            }];
+            }]);
             self.call("record a lossy copy", ctx, || {
-                fidelity::record(&self.client, &loss)
+                fidelity::append(&self.client, &loss)
             })
             .await
             .map_err(AppendFailure::Stage)?;
