@@ -20,14 +20,14 @@
 //!   integer crosses a module boundary where one of these fits.
 //! * [`esdb`]: the Event Store HTTP client: requests, pure response decoders, wire DTOs, domain
 //!   results, [`esdb::Error`] with `is_transient()`.
-//!
-//! Planned (not yet in this crate):
-//!
-//! * `config`: settings file (serde) and `validate()`.
-//! * `pipeline`: reader → bounded channel → writer → checkpointer tasks, shutdown order.
-//! * `checkpoint`: versioned, checksummed checkpoint file with atomic replace.
-//! * `promote`: fencing (stop, bump and persist the epoch, write the fence marker).
-//! * `cli`: `run | promote | status`.
+//! * [`pipeline`]: the start-up checks, then reader → bounded channel → writer → checkpointer,
+//!   and the shutdown order. [`pipeline::plan`] says what each `$all` record becomes.
+//! * [`checkpoint`]: the versioned, checksummed checkpoint file with atomic replace.
+//! * [`offsets`]: the persisted number offsets of streams that do not start at 0.
+//! * [`control`]: epochs, the write fence, `promote` and `switchover`, the divergence export.
+//! * [`verify`], [`status`]: read-only comparisons and reports.
+//! * [`config`], [`metrics`], [`serve`], [`progress`], [`retry`], [`exit`]: operations.
+//! * [`demo`], [`bench`]: the embedded default and the benchmarks, on in-process dev nodes.
 
 pub mod bench;
 pub mod checkpoint;
