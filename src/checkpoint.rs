@@ -505,7 +505,10 @@ mod tests {
             other => panic!("expected Locked, got {other:?}"),
         }
         let message = Lock::acquire(&path, second).unwrap_err().to_string();
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         drop(lock);
         let lock = Lock::acquire(&path, second).unwrap();
         assert_eq!(lock.dead_holders(), &[first]);

@@ -636,10 +636,16 @@ mod tests {
         );
         let released = head(4, other, NOW, true);
         let s = seen(Some(&released), Some(&released), 0);
-        assert_eq!(decide(&s, &[], PERIOD, false), Decision::Take(Why::Released));
+        assert_eq!(
+            decide(&s, &[], PERIOD, false),
+            Decision::Take(Why::Released)
+        );
         let live = head(4, other, NOW, false);
         let s = seen(Some(&live), Some(&live), 0);
-        assert_eq!(decide(&s, &[other], PERIOD, false), Decision::Take(Why::DeadHolder));
+        assert_eq!(
+            decide(&s, &[other], PERIOD, false),
+            Decision::Take(Why::DeadHolder)
+        );
         assert_eq!(decide(&s, &[], PERIOD, false), Decision::Wait);
         assert_eq!(decide(&s, &[], PERIOD, true), Decision::Take(Why::Takeover));
     }
@@ -651,7 +657,11 @@ mod tests {
         let renewed = head(5, holder, NOW + 4, false);
         for watched in [1, 5, 11] {
             let s = seen(Some(&first), Some(&renewed), watched);
-            assert_eq!(decide(&s, &[], PERIOD, false), Decision::Refuse, "{watched}");
+            assert_eq!(
+                decide(&s, &[], PERIOD, false),
+                Decision::Refuse,
+                "{watched}"
+            );
         }
         // Someone took a lease that did not exist when watching began.
         assert_eq!(
@@ -667,7 +677,10 @@ mod tests {
         // A released record that replaced the watched one is free, not a renewal.
         let released = head(5, holder, NOW, true);
         let s = seen(Some(&first), Some(&released), 1);
-        assert_eq!(decide(&s, &[], PERIOD, false), Decision::Take(Why::Released));
+        assert_eq!(
+            decide(&s, &[], PERIOD, false),
+            Decision::Take(Why::Released)
+        );
     }
 
     #[test]

@@ -369,6 +369,32 @@ async fn after_a_graceful_stop_the_next_run_takes_over_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_setup_a_replication_user_refused_on_the_lease_stream_exits_3_saying_so() {
+    let c = clusters(Ordering::Global).await;
+    some_events(&c, 1).await;
+    let dir = c.dir.path().join("a");
+    let config = config_in(&c, &dir);
+    // No [secondary.admin]: nothing grants the (non-admin) replication user `$standby-lease`.
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[secondary.admin]\nusername = \"admin\"\npassword = \"changeit\"\n",
+        "",
+    );
+    assert!(!text.contains("[secondary.admin]"));
+    std::fs::write(&config, text).unwrap();
+    let (code, log) = Replicator::start(&config, &[]).exit(START).await;
+    assert_eq!(code, Some(3), "{log}");
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    assert!(
+        error.contains("refused the replication user on $standby-lease")
+            && error.contains("[secondary.admin]"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_takes_the_lease_at_once_and_the_old_holder_stops_with_exit_3() {
     let c = clusters(Ordering::Global).await;
     some_events(&c, 10).await;

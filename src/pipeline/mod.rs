@@ -10,9 +10,9 @@
 //! Start-up refuses what would replicate into the wrong place: a corrupt checkpoint, a checkpoint
 //! taken against another primary, or a missing local checkpoint when the secondary already holds
 //! replication state. It locks the checkpoint and takes the lease on the secondary
-//! ([`crate::lease`]) before anything writes; the lease is renewed beside the stages, and losing it
-//! aborts their work at once. Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer finish its page,
-//! and flushes the checkpoint, within [`SHUTDOWN_DEADLINE`].
+//! ([`crate::lease`]) before anything writes; the lease is renewed beside the stages, and losing
+//! it aborts their work at once. Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer
+//! finish its page, and flushes the checkpoint, within [`SHUTDOWN_DEADLINE`].
 
 pub mod lanes;
 pub mod plan;
@@ -737,7 +737,14 @@ pub async fn run_with(
     let lease_stop = CancellationToken::new();
     let _stop_renewing_when_dropped = lease_stop.clone().drop_guard();
     let renewal = tokio::spawn(tracing::Instrument::instrument(
-        keep_lease(lease, lease_stop.clone(), abort.clone(), failed.clone(), first_error.clone(), shared.clone()),
+        keep_lease(
+            lease,
+            lease_stop.clone(),
+            abort.clone(),
+            failed.clone(),
+            first_error.clone(),
+            shared.clone(),
+        ),
         tracing::info_span!("stage", name = "lease"),
     ));
 
@@ -787,6 +794,7 @@ pub async fn run_with(
         use crate::metrics::Stopped;
         shared.health.stopped(match e {
             StageError::Divergence(_) => Stopped::Divergent,
+            StageError::Lease(crate::lease::LeaseError::Unrenewable { .. }) => Stopped::Failed,
             StageError::Promoted(_)
             | StageError::Secondary(esdb::Error::Unauthorized { .. })
             | StageError::Checkpoint(_)
