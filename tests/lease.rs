@@ -421,3 +421,41 @@ async fn takeover_takes_the_lease_at_once_and_the_old_holder_stops_with_exit_3()
     let (code, log) = second.exit(START).await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// In process: a holder that cannot renew (the secondary is gone) stops before the lease period
+/// has passed since the secondary went away, so no successor can overlap with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_cannot_renew_stops_before_its_lease_runs_out() {
+    let mut c = clusters(Ordering::Global).await;
+    some_events(&c, 10).await;
+    let mut config = c.config.clone();
+    config.replication.lease_secs = 6;
+    let shared = std::sync::Arc::new(standby::pipeline::Shared::default());
+    let run = {
+        let (config, shared) = (config.clone(), shared.clone());
+        tokio::spawn(async move {
+            standby::pipeline::run(&config, CancellationToken::new(), shared).await
+        })
+    };
+    common::wait_applied_to_head(&shared, &admin_client(&c.primary.url()), &run).await;
+    let down = std::mem::replace(
+        &mut c.secondary,
+        devnode::Node::start(devnode::NodeConfig::memory())
+            .await
+            .unwrap(),
+    );
+    down.stop().await;
+    let stopped = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run stops")
+        .unwrap()
+        .expect_err("the run fails");
+    let took = stopped.elapsed();
+    assert!(
+        took < config.replication.lease_period(),
+        "stopped after {took:?}"
+    );
+    assert_eq!(err.exit_code(), standby::exit::INTERNAL, "{err}");
+    assert!(err.to_string().contains("could not be renewed"), "{err}");
+}
