@@ -13,12 +13,17 @@
 //! The payload records the source position, the primary's identity (so a checkpoint taken against
 //! one primary is never applied to another) and the epoch. It is JSON inside the checked envelope so
 //! that later versions can add fields and still read old files.
+//!
+//! A process that writes the checkpoint (`run`, `checkpoint recover`) first takes [`Lock`], an
+//! exclusive OS lock on `<path>.lock`, for its whole lifetime: two replicators on one checkpoint
+//! would replay each other's deletes over newer data. Readers (`status`, `verify`) do not lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::position::{Epoch, Position};
 
@@ -76,6 +81,28 @@ pub enum Error {
          run the standby version that wrote it"
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error(
+        "the checkpoint {path} is in use by another standby process ({}; it holds the lock {lock}). \
+         Two replicators must never write one secondary: stop that process first (e.g. `kill {}` or \
+         `systemctl stop standby`), or give this one its own checkpoint.path",
+        holder_text(*pid, *holder),
+        pid.map_or_else(|| "PID".to_owned(), |p| p.to_string())
+    )]
+    Locked {
+        path: PathBuf,
+        lock: PathBuf,
+        /// The holder's pid, from the lock file (`None` when it has not written it yet).
+        pid: Option<u32>,
+        holder: Option<Uuid>,
+    },
+}
+
+fn holder_text(pid: Option<u32>, holder: Option<Uuid>) -> String {
+    match (pid, holder) {
+        (Some(pid), Some(holder)) => format!("pid {pid}, holder {holder}"),
+        (Some(pid), None) => format!("pid {pid}"),
+        _ => "its pid is not yet written".to_owned(),
+    }
 }
 
 impl Error {
@@ -173,6 +200,116 @@ impl CheckpointStore {
         self.last = Some(cp.clone());
         Ok(true)
     }
+}
+
+/// What the lock file says about the process that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct LockContent {
+    pid: u32,
+    /// The holder id of the process (its lease holder id on the secondary).
+    holder: Uuid,
+    /// Holders of this lock before it, newest first: all of them have exited, since their lock
+    /// was released. Kept so that a process killed before it wrote its lease does not hide the
+    /// lease holder before it.
+    #[serde(default)]
+    earlier: Vec<Uuid>,
+}
+
+/// How many earlier holders the lock file remembers.
+const EARLIER_KEPT: usize = 16;
+
+/// The exclusive lock on `<checkpoint path>.lock`, held until dropped (or the process exits,
+/// however it exits: the OS releases it).
+///
+/// The file says who holds it (pid and holder id) so that a refused second process can name it,
+/// and so that the next holder knows which holder ids are dead: every process that held this
+/// lock before has exited, so a lease on the secondary in one of their names is free to take.
+#[derive(Debug)]
+pub struct Lock {
+    /// Keeps the lock: closing the file releases it.
+    _file: File,
+    dead: Vec<Uuid>,
+}
+
+impl Lock {
+    /// Takes the lock beside `checkpoint` for `holder`, without waiting, and writes this process's
+    /// pid and `holder` into it.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming the holder's pid when another process (or another open of the file
+    /// in this process) holds it; [`Error::Io`] when the file cannot be created or written.
+    pub fn acquire(checkpoint: &Path, holder: Uuid) -> Result<Lock, Error> {
+        let path = lock_path(checkpoint);
+        let io_err = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        // Never truncate on open: the content belongs to whoever holds the lock.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
+        let previous = read_lock_content(&mut file);
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: checkpoint.to_path_buf(),
+                    lock: path.clone(),
+                    pid: previous.as_ref().map(|c| c.pid),
+                    holder: previous.map(|c| c.holder),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        // Read again under the lock: the holder may have written between the read and the lock.
+        let previous = read_lock_content(&mut file);
+        let dead: Vec<Uuid> = previous
+            .map(|c| std::iter::once(c.holder).chain(c.earlier).collect())
+            .unwrap_or_default();
+        let content = LockContent {
+            pid: std::process::id(),
+            holder,
+            earlier: dead.iter().copied().take(EARLIER_KEPT).collect(),
+        };
+        let bytes = serde_json::to_vec(&content).expect("lock content serialises");
+        (|| {
+            use std::io::Seek;
+            file.set_len(0)?;
+            file.seek(io::SeekFrom::Start(0))?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        })()
+        .map_err(io_err)?;
+        Ok(Lock { _file: file, dead })
+    }
+
+    /// Holder ids of the processes that held this lock before (all exited), newest first.
+    pub fn dead_holders(&self) -> &[Uuid] {
+        &self.dead
+    }
+}
+
+/// `<checkpoint>.lock`.
+pub fn lock_path(checkpoint: &Path) -> PathBuf {
+    let mut name = checkpoint
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".lock");
+    checkpoint.with_file_name(name)
+}
+
+/// The lock file's content; `None` when empty or not ours (never trusted beyond naming).
+fn read_lock_content(file: &mut File) -> Option<LockContent> {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    file.seek(io::SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -350,6 +487,35 @@ mod tests {
             Err(Error::UnsupportedVersion { found: 2, .. }) => {}
             other => panic!("expected UnsupportedVersion, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_naming_the_pid_and_the_first_holder_is_dead_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp");
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        let lock = Lock::acquire(&path, first).unwrap();
+        assert!(lock.dead_holders().is_empty());
+        // flock locks belong to the open file: a second open in this process conflicts too.
+        match Lock::acquire(&path, second) {
+            Err(Error::Locked { pid, holder, .. }) => {
+                assert_eq!(pid, Some(std::process::id()));
+                assert_eq!(holder, Some(first));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let message = Lock::acquire(&path, second).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        drop(lock);
+        let lock = Lock::acquire(&path, second).unwrap();
+        assert_eq!(lock.dead_holders(), &[first]);
+        drop(lock);
+        let third = Uuid::new_v4();
+        let lock = Lock::acquire(&path, third).unwrap();
+        assert_eq!(lock.dead_holders(), &[second, first]);
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArg,
+        /// Take the lease on the secondary at once instead of waiting for it to expire. Only when
+        /// you know the replicator holding it is gone for good: if it still runs, both write
+        /// until its next renewal fails.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Compare the user streams of both clusters; exit 0 when equal, 4 at the first difference.
     Verify {
@@ -181,7 +186,15 @@ mod tests {
     fn config_is_required_for_run() {
         assert!(Cli::try_parse_from(["standby", "run"]).is_err());
         let cli = Cli::try_parse_from(["standby", "run", "--config", "x.toml"]).unwrap();
-        assert!(matches!(cli.command, Command::Run { .. }));
+        assert!(matches!(
+            cli.command,
+            Command::Run {
+                takeover: false,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["standby", "run", "-c", "x.toml", "--takeover"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { takeover: true, .. }));
     }
 
     #[test]

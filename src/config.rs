@@ -40,6 +40,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("replication.page_size", Kind::Int),
     ("replication.include", Kind::List),
     ("replication.exclude", Kind::List),
+    ("replication.lease_secs", Kind::Int),
     ("promotion.write_roles", Kind::List),
     ("metrics.listen", Kind::Str),
     ("metrics.ready_window_secs", Kind::Int),
@@ -284,6 +285,11 @@ pub struct ReplicationConfig {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The period of the lease on the secondary (`$standby-lease`, see [`crate::lease`]): a
+    /// second replicator takes over this long after the holder stopped renewing, and a holder
+    /// that cannot renew stops writing before it ends.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -293,6 +299,7 @@ impl Default for ReplicationConfig {
             page_size: default_page_size(),
             include: vec![],
             exclude: vec![],
+            lease_secs: default_lease_secs(),
         }
     }
 }
@@ -301,7 +308,20 @@ fn default_page_size() -> u32 {
     500
 }
 
+fn default_lease_secs() -> u64 {
+    15
+}
+
+/// Allowed lease periods: renewals every third of it must fit requests of a few hundred
+/// milliseconds, and a successor should not wait more than a few minutes.
+pub const LEASE_SECS: std::ops::RangeInclusive<u64> = 3..=300;
+
 impl ReplicationConfig {
+    /// The lease period.
+    pub fn lease_period(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
     /// Whether a user stream is replicated. Filters see whole streams only: filtering inside a
     /// stream would break exact mirroring of event numbers.
     pub fn replicates(&self, stream: &str) -> bool {
@@ -455,6 +475,14 @@ impl Config {
                 "replication.page_size must be between 1 and 4096 (the server's read limit)".into(),
             ));
         }
+        if !LEASE_SECS.contains(&self.replication.lease_secs) {
+            return Err(Error::Invalid(format!(
+                "replication.lease_secs must be between {} and {} seconds (a successor takes over \
+                 this long after a replicator stopped renewing; 15 is the default)",
+                LEASE_SECS.start(),
+                LEASE_SECS.end()
+            )));
+        }
         for p in self
             .replication
             .include
@@ -543,6 +571,7 @@ mod tests {
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.replication.ordering, Ordering::Global);
         assert_eq!(c.replication.page_size, 500);
+        assert_eq!(c.replication.lease_period(), Duration::from_secs(15));
         assert_eq!(
             c.primary.connect_timeout(),
             esdb::config::DEFAULT_CONNECT_TIMEOUT
@@ -633,6 +662,12 @@ mod tests {
         assert!(err.to_string().contains("http"), "{err}");
         let err = load(MINIMAL, &[("STANDBY_REPLICATION_INCLUDE", "$ce-*")]).unwrap_err();
         assert!(err.to_string().contains("system streams"), "{err}");
+        for bad in ["2", "301"] {
+            let err = load(MINIMAL, &[("STANDBY_REPLICATION_LEASE_SECS", bad)]).unwrap_err();
+            assert!(err.to_string().contains("lease_secs"), "{bad}: {err}");
+        }
+        let c = load(MINIMAL, &[("STANDBY_REPLICATION_LEASE_SECS", "3")]).unwrap();
+        assert_eq!(c.replication.lease_secs, 3);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 
 /// Clean stop (`run` after SIGINT/SIGTERM), or the command did what it was asked.
 pub const OK: u8 = 0;
-/// An internal error: a bug or an unexpected condition; the message says what.
+/// An internal error: a bug or an unexpected condition; the message says what. Also a replicator
+/// that stopped because it could not renew its lease (the secondary did not answer): a restart
+/// resumes once the secondary answers.
 pub const INTERNAL: u8 = 1;
 /// Bad command line or configuration.
 pub const USAGE: u8 = 2;
 /// Fenced or refused: a corrupt or foreign checkpoint, missing credentials or permissions, a
-/// promoted secondary.
+/// promoted secondary, another replicator holding the checkpoint lock or the lease.
 pub const REFUSED: u8 = 3;
 /// The secondary differs from the primary (`run` halted, or `verify` found a difference).
 pub const DIVERGENCE: u8 = 4;

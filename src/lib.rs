@@ -37,6 +37,7 @@ pub mod demo;
 pub mod esdb;
 pub mod exit;
 pub mod fidelity;
+pub mod lease;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

@@ -84,7 +84,7 @@ fn load(path: &std::path::Path) -> Result<Config, u8> {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
-        Command::Run { config } => {
+        Command::Run { config, takeover } => {
             let config = match load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -105,7 +105,8 @@ async fn dispatch(command: Command) -> u8 {
                 ))),
                 Err(_) => None,
             };
-            let result = pipeline::run(&config, shutdown_signal(), shared).await;
+            let options = pipeline::RunOptions { takeover };
+            let result = pipeline::run_with(&config, &options, shutdown_signal(), shared).await;
             progress_stop.cancel();
             if let Some(progress) = progress {
                 let _ = progress.await;

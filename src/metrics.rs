@@ -49,6 +49,8 @@ pub struct Metrics {
     pub epoch: Gauge,
     pub role: Family<RoleLabel, Gauge>,
     pub ready: Gauge,
+    /// 1 while this process holds the lease on the secondary.
+    pub lease_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,7 @@ impl Default for Metrics {
             epoch: Gauge::default(),
             role: Family::default(),
             ready: Gauge::default(),
+            lease_held: Gauge::default(),
         }
     }
 }
@@ -134,6 +137,11 @@ impl Metrics {
             "ready",
             "1 when /health/ready answers ready",
             self.ready.clone(),
+        );
+        r.register(
+            "lease_held",
+            "1 while this process holds the lease on the secondary ($standby-lease)",
+            self.lease_held.clone(),
         );
         r
     }

@@ -5,7 +5,7 @@
 //!    ([`acl::fenced`]); applications keep their read rights. The settings found the first time
 //!    are kept in the control record, so promotion can put them back.
 //! 3. Grant the replication user its own state streams (`$standby-checkpoint`,
-//!    `$standby-offsets`, `$standby-fidelity`): system streams are `$admins`-only by default, and
+//!    `$standby-offsets`, `$standby-fidelity`, `$standby-lease`): system streams are `$admins`-only by default, and
 //!    the replication user must not be an admin, or the fence would not bind it (contract §8).
 //! 4. Write epoch 1 (role `secondary`) when the control stream is empty.
 
@@ -16,6 +16,7 @@ use super::record::{self, Appended, Control, ControlError, EpochRecord, Role};
 use crate::checkpoint::PrimaryId;
 use crate::esdb::{self, Client, Lookup, SystemSettings};
 use crate::fidelity::FIDELITY_STREAM;
+use crate::lease::LEASE_STREAM;
 use crate::offsets::OFFSETS_STREAM;
 use crate::pipeline::{CHECKPOINT_STREAM, COPIES_KEPT};
 use crate::position::{Epoch, ExpectedVersion};
@@ -25,6 +26,7 @@ pub const STATE_STREAMS: &[(&str, Option<u64>)] = &[
     (CHECKPOINT_STREAM, Some(COPIES_KEPT)),
     (OFFSETS_STREAM, None),
     (FIDELITY_STREAM, None),
+    (LEASE_STREAM, Some(crate::lease::RECORDS_KEPT)),
 ];
 
 /// Why setup did not complete.

@@ -9,8 +9,11 @@
 //!
 //! Start-up refuses what would replicate into the wrong place before it writes anything: a
 //! promoted secondary (whether or not the primary answers), a corrupt checkpoint, and every way a
-//! checkpoint can disagree with the two clusters (see [`startup`]). Shutdown (SIGINT/SIGTERM) stops the reader, lets the writer finish its page,
-//! and flushes the checkpoint, within [`SHUTDOWN_DEADLINE`].
+//! checkpoint can disagree with the two clusters (see [`startup`]). It locks the checkpoint and
+//! takes the lease on the secondary ([`crate::lease`]) before the pipeline writes; the lease is
+//! renewed beside the stages, and losing it aborts their work at once. Shutdown (SIGINT/SIGTERM)
+//! stops the reader, lets the writer finish its page, and flushes the checkpoint, within
+//! [`SHUTDOWN_DEADLINE`].
 
 pub mod lanes;
 pub mod plan;
@@ -86,6 +89,8 @@ pub enum StageError {
     Unexpected(String),
     #[error("the secondary was promoted: {0}")]
     Promoted(Box<crate::control::EpochRecord>),
+    #[error("{0}")]
+    Lease(crate::lease::LeaseError),
     #[error("cancelled")]
     Cancelled,
 }
@@ -139,6 +144,11 @@ impl From<StageError> for RunError {
             }
             StageError::Unexpected(m) => RunError::Internal(m),
             StageError::Promoted(record) => RunError::Refused(promoted_message(&record)),
+            // The secondary did not answer: a restart (exit 1) resumes once it does.
+            StageError::Lease(e @ crate::lease::LeaseError::Unrenewable { .. }) => {
+                RunError::Internal(e.to_string())
+            }
+            StageError::Lease(e) => RunError::Refused(e.to_string()),
             StageError::Cancelled => RunError::Internal("cancelled".into()),
         }
     }
@@ -510,6 +520,13 @@ pub struct Summary {
     pub checkpoint: Option<Position>,
 }
 
+/// How `run` starts, beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Take the lease on the secondary without waiting for it to expire (`run --takeover`).
+    pub takeover: bool,
+}
+
 /// Runs replication until `shutdown` fires or a stage fails.
 ///
 /// # Errors
@@ -519,7 +536,23 @@ pub async fn run(
     shutdown: CancellationToken,
     shared: Arc<Shared>,
 ) -> Result<Summary, RunError> {
+    run_with(config, &RunOptions::default(), shutdown, shared).await
+}
+
+/// [`run`] with options.
+///
+/// # Errors
+/// See [`RunError`] for the kinds and their exit codes.
+pub async fn run_with(
+    config: &Config,
+    options: &RunOptions,
+    shutdown: CancellationToken,
+    shared: Arc<Shared>,
+) -> Result<Summary, RunError> {
     let (primary, secondary) = clients(config)?;
+    let holder = uuid::Uuid::new_v4();
+    let lock = checkpoint::Lock::acquire(&config.checkpoint.path, holder)
+        .map_err(|e| RunError::Refused(e.to_string()))?;
     let (store, existing) = CheckpointStore::open(&config.checkpoint.path)
         .map_err(|e| RunError::Refused(e.to_string()))?;
     let stopped = |checkpoint: Option<Position>| Summary {
@@ -548,7 +581,9 @@ pub async fn run(
             e @ esdb::Error::Unauthorized { .. },
         ))) => {
             return Err(RunError::Refused(format!(
-                "cannot read the secondary's control stream ({e}): without [secondary.admin], the replication user                  must be allowed to read $standby-control (docs/configuration.md), or `run` cannot tell a promoted                  secondary from a standby"
+                "cannot read the secondary's control stream ({e}): without [secondary.admin], the replication user \
+                 must be allowed to read $standby-control (docs/configuration.md), or `run` cannot tell a promoted \
+                 secondary from a standby"
             )))
         }
         Err(Gave::Up(e)) => return Err(RunError::Refused(e.to_string())),
@@ -609,6 +644,23 @@ pub async fn run(
             Some(c) => c,
             None => return Ok(stopped(Some(start))),
         };
+    let claim = crate::lease::Claim {
+        holder,
+        checkpoint: config.checkpoint.path.clone(),
+        period: config.replication.lease_period(),
+        dead: lock.dead_holders().to_vec(),
+        takeover: options.takeover,
+    };
+    let Some(lease) = crate::lease::acquire(&secondary, &claim, &shutdown)
+        .await
+        .map_err(|e| match e {
+            crate::lease::LeaseError::Client(e) => StageError::Secondary(e).into(),
+            e => RunError::Refused(e.to_string()),
+        })?
+    else {
+        return Ok(stopped(Some(start)));
+    };
+    shared.metrics.lease_held.set(1);
     tracing::info!(from = %start, primary = %identity, ordering = ?config.replication.ordering, offsets = offsets.len(), "replication starting");
 
     let page_size = u16::try_from(config.replication.page_size)
@@ -698,6 +750,19 @@ pub async fn run(
         )),
     );
     tracker.close();
+    let lease_stop = CancellationToken::new();
+    let _stop_renewing_when_dropped = lease_stop.clone().drop_guard();
+    let renewal = tokio::spawn(tracing::Instrument::instrument(
+        keep_lease(
+            lease,
+            lease_stop.clone(),
+            abort.clone(),
+            failed.clone(),
+            first_error.clone(),
+            shared.clone(),
+        ),
+        tracing::info_span!("stage", name = "lease"),
+    ));
 
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("stopping: finishing the page in flight and flushing the checkpoint"),
@@ -714,6 +779,13 @@ pub async fn run(
         abort.cancel();
         tracker.wait().await;
     }
+    lease_stop.cancel();
+    if let Ok(Some(lease)) = renewal.await {
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "cannot release the lease; a successor waits for it to expire");
+        }
+    }
+    shared.metrics.lease_held.set(0);
     let progress = shared.snapshot();
     let mut error = first_error.lock().expect("error slot").take();
     // A refused append is how a running replicator meets the fence: say why if it is a promotion.
@@ -738,9 +810,11 @@ pub async fn run(
         use crate::metrics::Stopped;
         shared.health.stopped(match e {
             StageError::Divergence(_) => Stopped::Divergent,
+            StageError::Lease(crate::lease::LeaseError::Unrenewable { .. }) => Stopped::Failed,
             StageError::Promoted(_)
             | StageError::Secondary(esdb::Error::Unauthorized { .. })
-            | StageError::Checkpoint(_) => Stopped::Fenced,
+            | StageError::Checkpoint(_)
+            | StageError::Lease(_) => Stopped::Fenced,
             _ => Stopped::Failed,
         });
         match e {
@@ -758,6 +832,42 @@ pub async fn run(
     }
 }
 
+/// Renews the lease until `stop` fires and hands it back for release. When it is lost, records
+/// why and stops the stages at once: `abort` drops the writes in flight (replayed safely by
+/// whoever resumes).
+async fn keep_lease(
+    mut lease: crate::lease::Lease,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    failed: CancellationToken,
+    first_error: Arc<Mutex<Option<StageError>>>,
+    shared: Arc<Shared>,
+) -> Option<crate::lease::Lease> {
+    let e = match lease.keep(&stop).await {
+        Ok(()) => return Some(lease),
+        Err(e) => e,
+    };
+    tracing::error!(error = %e, "the lease is lost; stopping all writes to the secondary");
+    shared.metrics.lease_held.set(0);
+    first_error
+        .lock()
+        .expect("error slot")
+        .get_or_insert(lease_stopped(e));
+    abort.cancel();
+    failed.cancel();
+    None
+}
+
+/// A refusal of the lease stream is the fence when the secondary was promoted: it takes the
+/// path of the writer's refusals, which names the promotion.
+fn lease_stopped(e: crate::lease::LeaseError) -> StageError {
+    match e {
+        crate::lease::LeaseError::Unauthorized(e) => StageError::Secondary(e),
+        crate::lease::LeaseError::Client(e) => StageError::Secondary(e),
+        e => StageError::Lease(e),
+    }
+}
+
 /// Writes the secondary's checkpoint copy to the local file: the explicit recovery after the local
 /// checkpoint was lost.
 ///
@@ -766,6 +876,8 @@ pub async fn run(
 /// no copy; client errors.
 pub async fn recover_checkpoint(config: &Config) -> Result<Checkpoint, RunError> {
     let (_, secondary) = clients(config)?;
+    let _lock = checkpoint::Lock::acquire(&config.checkpoint.path, uuid::Uuid::new_v4())
+        .map_err(|e| RunError::Refused(e.to_string()))?;
     let (mut store, existing) = CheckpointStore::open(&config.checkpoint.path)
         .map_err(|e| RunError::Refused(e.to_string()))?;
     if let Some(cp) = existing {
