@@ -475,6 +475,85 @@ async fn forced_promotion_reports_the_real_loss_and_divergence_exports_the_orpha
     assert!(String::from_utf8_lossy(&run.stderr).contains("promoted at epoch 2"));
 }
 
+/// The export after applications wrote on the promoted secondary: orphaned events whose numbers
+/// were reused there are still exported, a user link record is exported as the link (its own
+/// `n@stream` data, not its target's), and an event hidden on the old primary says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn divergence_exports_orphans_whose_numbers_were_reused_links_as_links_and_marks_hidden_data()
+{
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 1_000).await;
+    let primary = admin_client(&c.primary.url());
+    let mut orphaned = Vec::new();
+    for i in 0..3u64 {
+        let events = one_event(i);
+        orphaned.push(events[0].event_id);
+        primary
+            .append_events("pre-1", &events, ExpectedVersion::Any)
+            .await
+            .unwrap();
+    }
+    let link = EventData::binary(Uuid::new_v4(), "$>", "0@pre-1");
+    orphaned.push(link.event_id);
+    primary
+        .append_events("orphan-links", &[link], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let hidden = one_event(50);
+    orphaned.push(hidden[0].event_id);
+    primary
+        .append_events("orphan-hidden", &hidden, ExpectedVersion::Any)
+        .await
+        .unwrap();
+    primary
+        .delete_stream(
+            "orphan-hidden",
+            ExpectedVersion::Any,
+            esdb::DeleteMode::Soft,
+        )
+        .await
+        .unwrap();
+
+    let report = control::promote(&c.config, &forced("primary lost"))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_eq!(report.record.data_loss.unwrap().events, Some(5));
+    // An application writes on the promoted secondary: it reuses the number of the first orphan.
+    let secondary = admin_client(&c.secondary.url());
+    secondary
+        .append_events("pre-1", &one_event(99), ExpectedVersion::Any)
+        .await
+        .unwrap();
+
+    let out = c.dir.path().join("orphaned.jsonl");
+    let export = control::divergence::export(&c.config, &out).await.unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let exported: Vec<Uuid> = lines
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        exported, orphaned,
+        "every orphaned event, reused numbers included, in the primary's order"
+    );
+    assert_eq!(export.events, 5);
+    let link = &lines[3];
+    assert_eq!(link["event_type"], "$>", "{link}");
+    assert_eq!(
+        (&link["data_encoding"], &link["data"]),
+        (&"text".into(), &"0@pre-1".into()),
+        "the link record itself, not its target: {link}"
+    );
+    let hidden = &lines[4];
+    assert_eq!(hidden["data_encoding"], "unavailable", "{hidden}");
+    assert!(hidden["data"].is_null(), "{hidden}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
     let c = clusters(Ordering::Global).await;

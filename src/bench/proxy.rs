@@ -8,6 +8,10 @@
 //! trip takes `2 L` more, while the bandwidth of a connection is unchanged. Memory is bounded by
 //! [`CHUNKS_IN_FLIGHT`] chunks of [`CHUNK_BYTES`] per direction and connection; a full queue
 //! stops reading from the sender (TCP back-pressure).
+//!
+//! [`Proxy::start_capped`] also caps each direction of each connection to a number of bytes per
+//! second (a slow WAN link): a chunk is released no earlier than the previous one's release plus
+//! its transfer time at that rate.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -44,6 +48,23 @@ impl Proxy {
     /// # Errors
     /// When the listening socket cannot be bound.
     pub async fn start(target: SocketAddr, latency: Duration) -> io::Result<Proxy> {
+        Proxy::start_capped(target, latency, None).await
+    }
+
+    /// As [`Proxy::start`], and with `bytes_per_second`, each direction of each connection
+    /// carries at most that many bytes per second.
+    ///
+    /// # Errors
+    /// When the listening socket cannot be bound.
+    pub async fn start_capped(
+        target: SocketAddr,
+        latency: Duration,
+        bytes_per_second: Option<u64>,
+    ) -> io::Result<Proxy> {
+        let link = Link {
+            latency,
+            bytes_per_second: bytes_per_second.filter(|&b| b > 0),
+        };
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
@@ -67,7 +88,7 @@ impl Proxy {
                     tasks.spawn(async move {
                         tokio::select! {
                             _ = cancel.cancelled() => {}
-                            result = connection(client, target, latency) => {
+                            result = connection(client, target, link) => {
                                 if let Err(e) = result {
                                     tracing::debug!(error = %e, "proxied connection ended");
                                 }
@@ -109,28 +130,35 @@ impl Drop for Proxy {
     }
 }
 
+/// What one direction of a connection adds: a delay and, optionally, a bandwidth cap.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    latency: Duration,
+    bytes_per_second: Option<u64>,
+}
+
 /// Forwards one connection both ways until both directions are closed.
-async fn connection(client: TcpStream, target: SocketAddr, latency: Duration) -> io::Result<()> {
+async fn connection(client: TcpStream, target: SocketAddr, link: Link) -> io::Result<()> {
     let server = TcpStream::connect(target).await?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let (up, down) = tokio::join!(
-        pipe(client_read, server_write, latency),
-        pipe(server_read, client_write, latency)
+        pipe(client_read, server_write, link),
+        pipe(server_read, client_write, link)
     );
     up.and(down)
 }
 
 /// Copies one direction; at end of input it shuts the output down (half-close), after every
 /// delayed chunk has been written.
-async fn pipe(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    latency: Duration,
-) -> io::Result<()> {
-    if latency.is_zero() {
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link) -> io::Result<()> {
+    let Link {
+        latency,
+        bytes_per_second,
+    } = link;
+    if latency.is_zero() && bytes_per_second.is_none() {
         let mut buf = vec![0u8; CHUNK_BYTES];
         loop {
             let n = from.read(&mut buf).await?;
@@ -157,7 +185,18 @@ async fn pipe(
         }
     };
     let write = async move {
+        // When the link is free again: the previous chunk's release plus its transfer time.
+        let mut free_at = Instant::now();
         while let Some((at, chunk)) = rx.recv().await {
+            let at = match bytes_per_second {
+                Some(rate) => {
+                    let at = at.max(free_at);
+                    let nanos = chunk.len() as u128 * 1_000_000_000 / u128::from(rate);
+                    free_at = at + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+                    at
+                }
+                None => at,
+            };
             tokio::time::sleep_until(at).await;
             to.write_all(&chunk).await?;
         }

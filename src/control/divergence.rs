@@ -5,6 +5,14 @@
 //! written as one JSON line, in the old primary's `$all` order, with its exact data: JSON data as
 //! JSON, other data as text when it is UTF-8, base64 otherwise. The file is written to a
 //! temporary name and renamed when complete, so a partial export never looks finished.
+//!
+//! "Holds" is checked by event id, not by number: after a promotion, applications write to the
+//! same streams, and their events take the numbers of the orphaned ones; those orphans are the
+//! conflicting writes the operator must reconcile (`docs/failover.md`). Records are read as
+//! stored: a link (`$>`) is exported as the link, since single-event reads resolve links by
+//! default (contract §4.3). An event hidden on the old primary (deleted, truncated, scavenged)
+//! cannot be read over HTTP: its line says `"data_encoding": "unavailable"` with `null` data,
+//! so it is not mistaken for an event with empty data.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,7 +26,7 @@ use super::record;
 use super::tail::{self, TailEvent};
 use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
-use crate::esdb::{Client, Embed, Lookup, StreamFrom};
+use crate::esdb::{Client, Embed, Entry, Lookup, PageSize, ReadOptions};
 use crate::offsets::StreamOffsets;
 use crate::position::Position;
 
@@ -31,7 +39,9 @@ struct Line<'a> {
     event_type: Option<&'a str>,
     /// The old primary's timestamp.
     created: Option<&'a str>,
-    /// `json`, `text` or `base64`: how `data` is written.
+    /// `json`, `text` or `base64`: how `data` is written; `unavailable` (and `data` null) when
+    /// the old primary no longer serves the event (hidden by a delete or truncation, or
+    /// scavenged).
     data_encoding: &'static str,
     data: Value,
     metadata: Option<String>,
@@ -88,7 +98,7 @@ pub async fn export(config: &Config, out: &Path) -> Result<Export, PromoteError>
         &config.replication,
         &offsets,
         from,
-        false,
+        true,
     )
     .await
     .map_err(|e| PromoteError::Unreachable(e.to_string()))?;
@@ -105,7 +115,7 @@ pub async fn export(config: &Config, out: &Path) -> Result<Export, PromoteError>
         .unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| PromoteError::Config(format!("cannot write in {}: {e}", dir.display())))?;
-    for event in &tail.missing {
+    for event in &tail.diverged {
         let line = line(&primary, event).await?;
         serde_json::to_writer(&mut file, &line)
             .map_err(|e| PromoteError::Internal(format!("writing {}: {e}", out.display())))?;
@@ -121,41 +131,51 @@ pub async fn export(config: &Config, out: &Path) -> Result<Export, PromoteError>
         from,
         from_source,
         head: tail.head,
-        events: tail.missing.len() as u64,
+        events: tail.diverged.len() as u64,
     })
 }
 
 async fn line<'a>(primary: &Client, event: &'a TailEvent) -> Result<Line<'a>, PromoteError> {
     let unreachable = |e: crate::esdb::Error| PromoteError::Unreachable(format!("primary: {e}"));
-    let from = StreamFrom::Revision(event.revision);
+    // Both reads leave links unresolved: the export is of the record, not of what it points at.
     let data = match primary
-        .read_event_raw(&event.stream, from)
+        .read_record_raw(&event.stream, event.revision)
         .await
         .map_err(unreachable)?
     {
-        Lookup::Found(bytes) => bytes,
-        // Deleted or scavenged since: nothing left to export.
-        _ => Default::default(),
+        Lookup::Found(bytes) => Some(bytes),
+        Lookup::NotFound | Lookup::Deleted => None,
     };
+    let options = ReadOptions {
+        resolve_link_tos: Some(false),
+        ..ReadOptions::embed(Embed::Body)
+    };
+    let one = PageSize::new(1).expect("1 is a valid page size");
     let metadata = match primary
-        .read_event_entry(&event.stream, from, Embed::Body)
+        .read_stream_forward(&event.stream, event.revision, one, &options)
         .await
         .map_err(unreachable)?
     {
-        Lookup::Found(entry) => entry
-            .as_event()
+        Lookup::Found(page) => page
+            .entries
+            .iter()
+            .filter_map(Entry::as_event)
+            .find(|e| e.revision == event.revision)
             .and_then(|e| e.metadata.clone())
             .map(|m| String::from_utf8_lossy(&m).into_owned()),
-        _ => None,
+        Lookup::NotFound | Lookup::Deleted => None,
     };
-    let (data_encoding, data) = match serde_json::from_slice::<Value>(&data) {
-        Ok(v) if !data.is_empty() => ("json", v),
-        _ => match std::str::from_utf8(&data) {
-            Ok(text) => ("text", Value::String(text.to_owned())),
-            Err(_) => (
-                "base64",
-                Value::String(base64::engine::general_purpose::STANDARD.encode(&data)),
-            ),
+    let (data_encoding, data) = match data {
+        None => ("unavailable", Value::Null),
+        Some(data) => match serde_json::from_slice::<Value>(&data) {
+            Ok(v) if !data.is_empty() => ("json", v),
+            _ => match std::str::from_utf8(&data) {
+                Ok(text) => ("text", Value::String(text.to_owned())),
+                Err(_) => (
+                    "base64",
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(&data)),
+                ),
+            },
         },
     };
     Ok(Line {

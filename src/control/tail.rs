@@ -55,6 +55,11 @@ pub struct Tail {
     pub other_records: u64,
     /// Same number, different id (only with id checks).
     pub mismatched: Vec<Mismatch>,
+    /// `missing` and the primary's side of `mismatched` together, in `$all` order: the events of
+    /// the primary the secondary does not hold as they are (only with id checks). After a
+    /// promotion these are the orphaned events, including those whose numbers new writes reused.
+    #[serde(skip)]
+    pub diverged: Vec<TailEvent>,
     /// The walk stopped at [`MAX_TAIL_EVENTS`].
     pub truncated: bool,
 }
@@ -86,6 +91,7 @@ pub async fn analyse(
         present: 0,
         other_records: 0,
         mismatched: Vec::new(),
+        diverged: Vec::new(),
         truncated: false,
     };
     let mut order: Vec<TailEvent> = Vec::new();
@@ -139,6 +145,7 @@ pub async fn analyse(
         streams.entry(e.stream.as_str()).or_default().push(i);
     }
     let mut missing = vec![false; order.len()];
+    let mut mismatched: Vec<Option<Uuid>> = vec![None; order.len()];
     let one = PageSize::new(1).expect("1 is a valid page size");
     for (stream, indices) in &streams {
         let last = match secondary
@@ -162,10 +169,21 @@ pub async fn analyse(
             }
         }
         if check_ids && last != Some(StreamRevision::TOMBSTONE) {
-            compare_ids(secondary, stream, &held, &order, &mut tail.mismatched).await?;
+            for (i, secondary_id) in compare_ids(secondary, stream, &held, &order).await? {
+                mismatched[i] = Some(secondary_id);
+            }
         }
     }
     for (i, event) in order.into_iter().enumerate() {
+        if missing[i] || mismatched[i].is_some() {
+            tail.diverged.push(event.clone());
+        }
+        if let Some(secondary_id) = mismatched[i] {
+            tail.mismatched.push(Mismatch {
+                primary: event.clone(),
+                secondary_id,
+            });
+        }
         if missing[i] {
             tail.missing.push(event);
         } else {
@@ -175,16 +193,17 @@ pub async fn analyse(
     Ok(tail)
 }
 
-/// Reads the secondary's events at `held` numbers and records those whose id differs.
+/// Reads the secondary's events at `held` numbers and returns those whose id differs, as
+/// (index in `order`, the secondary's id).
 async fn compare_ids(
     secondary: &Client,
     stream: &str,
     held: &[(usize, StreamRevision)],
     order: &[TailEvent],
-    mismatched: &mut Vec<Mismatch>,
-) -> Result<(), esdb::Error> {
+) -> Result<Vec<(usize, Uuid)>, esdb::Error> {
+    let mut mismatched = Vec::new();
     let Some(&(_, first)) = held.first() else {
-        return Ok(());
+        return Ok(mismatched);
     };
     let mut ids: BTreeMap<StreamRevision, Uuid> = BTreeMap::new();
     let mut from = first;
@@ -210,14 +229,11 @@ async fn compare_ids(
     for &(i, n) in held {
         if let (Some(primary_id), Some(&secondary_id)) = (order[i].event_id, ids.get(&n)) {
             if primary_id != secondary_id {
-                mismatched.push(Mismatch {
-                    primary: order[i].clone(),
-                    secondary_id,
-                });
+                mismatched.push((i, secondary_id));
             }
         }
     }
-    Ok(())
+    Ok(mismatched)
 }
 
 fn unresolved(embed: Embed) -> ReadOptions {

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, IF_NONE_MATCH};
 use reqwest::{Method, Url};
 use tracing::{debug, instrument};
@@ -40,6 +40,9 @@ pub enum DeleteMode {
     /// Writes a tombstone (`ES-HardDelete: true`); the stream can never be written again.
     Hard,
 }
+
+/// Most bytes reserved up front from a response's `Content-Length`.
+const BODY_CAPACITY_HINT_MAX: u64 = 16 << 20;
 
 /// One request, before it is sent.
 pub(super) struct Call {
@@ -144,7 +147,6 @@ impl Client {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
             // Redirects are surfaced as errors: a 307 from a follower names the leader, and
             // silently re-sending writes elsewhere would hide a misconfiguration.
             .redirect(reqwest::redirect::Policy::none())
@@ -208,7 +210,7 @@ impl Client {
             user: self.credentials.as_ref().map(|c| c.username.clone()),
         };
         let timeout = self.request_timeout + call.extra_timeout;
-        let mut builder = self.http.request(call.method, call.url).timeout(timeout);
+        let mut builder = self.http.request(call.method, call.url);
         if let Some(accept) = call.accept {
             builder = builder.header(ACCEPT, accept);
         }
@@ -249,7 +251,19 @@ impl Client {
                 }
             }
         };
-        let response = builder.send().await.map_err(map_error)?;
+        // No whole-request timeout: a large page over a slow link can take longer than any fixed
+        // bound while still arriving, and retrying it at the same size would never end (engine
+        // review 14). The wait for the response head is bounded (it includes a long poll), then
+        // the wait for each chunk of the body, so only a stalled transfer times out.
+        let timed_out = |timeout: Duration| Error::Timeout {
+            method: info.method.clone(),
+            url: info.url.clone(),
+            timeout,
+        };
+        let mut response = tokio::time::timeout(timeout, builder.send())
+            .await
+            .map_err(|_| timed_out(timeout))?
+            .map_err(map_error)?;
         let status = response.status();
         let reason = response
             .extensions()
@@ -257,7 +271,23 @@ impl Client {
             .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
             .filter(|reason| !reason.is_empty());
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(map_error)?;
+        // The announced length is a hint only: capped, so a bad header cannot reserve gigabytes.
+        let hint = response
+            .content_length()
+            .unwrap_or(0)
+            .min(BODY_CAPACITY_HINT_MAX);
+        let mut body = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0));
+        loop {
+            let chunk = tokio::time::timeout(self.request_timeout, response.chunk())
+                .await
+                .map_err(|_| timed_out(self.request_timeout))?
+                .map_err(map_error)?;
+            match chunk {
+                Some(chunk) => body.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        let body = body.freeze();
         debug!(
             status = status.as_u16(),
             reason = reason.as_deref(),

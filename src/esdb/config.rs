@@ -69,8 +69,9 @@ impl fmt::Display for Credentials {
 
 /// Default TCP/TLS connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default whole-request timeout. The server itself gives up after 10 s (contract §2.2), so a bit
-/// more lets its 408/500 answer arrive.
+/// Default request timeout: how long to wait for a response's head, and then for each chunk of
+/// its body. The server itself gives up after 10 s (contract §2.2), so a bit more lets its
+/// 408/500 answer arrive.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Settings of one Event Store client.
@@ -87,7 +88,10 @@ pub struct ClientConfig {
     pub ca_file: Option<PathBuf>,
     /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
-    /// Timeout of a whole request; a long-poll read gets this plus its long-poll time.
+    /// Inactivity timeout of a request: the longest wait for the response head (a long-poll read
+    /// gets this plus its long-poll time), then for each chunk of the body. Not a bound on the
+    /// whole transfer: a large body that keeps arriving over a slow link must be allowed to
+    /// finish, or it would time out and be retried at the same size forever.
     pub request_timeout: Duration,
     /// Which header/media-type family to send (responses in both are always accepted).
     pub header_family: HeaderFamily,

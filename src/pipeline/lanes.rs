@@ -38,7 +38,9 @@ pub const STREAM_MAX_RECORDS: usize = 65_536;
 /// ahead a few thousand records keeps it busy; a larger window would only hold memory.
 pub const GLOBAL_MAX_RECORDS: usize = 8_192;
 /// Event bytes (data and metadata) admitted and not yet retired beyond which no further page is
-/// admitted.
+/// admitted. This bounds the writer's admitted pages only (plus the one page that crosses it);
+/// the pages in the channel, being planned, read ahead or waiting as a barrier are bounded in
+/// number, not bytes: `docs/replication.md` ("Memory") gives the whole formula.
 pub const MAX_BYTES: usize = 32 << 20;
 /// A lane's work grows by whole queued operations until it holds one append request's worth:
 /// this many events…

@@ -9,6 +9,7 @@
 //! events is not in the feed, so each is fetched raw (`application/octet-stream`, links not
 //! resolved), the only lossless way (§3.7).
 
+use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,9 +39,28 @@ fn page_options(at_head: bool) -> ReadOptions {
     }
 }
 
+/// The page size after a read of `size` records timed out: half, at least 1. The server builds a
+/// whole page before its first byte, so a page of very large events can time out before anything
+/// arrives, and retrying it at the same size would never end (engine review 14).
+fn shrink(size: PageSize) -> PageSize {
+    PageSize::new((size.get() / 2).max(1)).unwrap_or(size)
+}
+
+/// The page size after a read of `size` records succeeded: double, up to the configured `max`,
+/// so a run of small events after a large one is read at full speed again.
+fn grow(size: PageSize, max: PageSize) -> PageSize {
+    PageSize::new(size.get().saturating_mul(2).min(max.get())).unwrap_or(max)
+}
+
+fn is_timeout(e: &crate::esdb::Error) -> bool {
+    matches!(e, crate::esdb::Error::Timeout { .. })
+}
+
 /// The next page, requested before the current one was decoded.
 struct ReadAhead {
     from: Position,
+    /// The page size it was requested with.
+    count: PageSize,
     task: AbortOnDropHandle<Result<FetchedAllPage, crate::esdb::Error>>,
 }
 
@@ -65,34 +85,45 @@ impl Reader {
     ) -> Result<(), StageError> {
         let mut at_head = false;
         let mut ahead: Option<ReadAhead> = None;
+        // The page size of the next read: the configured one, smaller after timeouts.
+        let mut count = self.page_size;
         loop {
             let fetched = match ahead.take() {
-                Some(ahead) if ahead.from == from => ahead.task.await.ok().and_then(Result::ok),
+                Some(ahead) if ahead.from == from => match ahead.task.await {
+                    Ok(Ok(fetched)) => Some((fetched, ahead.count)),
+                    Ok(Err(e)) if is_timeout(&e) => {
+                        count = shrink(ahead.count);
+                        None
+                    }
+                    _ => None,
+                },
                 _ => None,
             };
             let read = match fetched {
-                Some(fetched) => {
+                Some((fetched, used)) => {
+                    count = grow(used, self.page_size);
                     if !at_head {
-                        ahead = self.read_ahead(fetched.continuation_hint()).await;
+                        ahead = self.read_ahead(fetched.continuation_hint(), count).await;
                     }
                     match fetched.decode() {
-                        Ok(page) => Ok(page),
+                        Ok(page) => Ok((page, used)),
                         // Read it again, with retries: the error may be transient.
-                        Err(_) => self.read_page(from, at_head, &cancel).await,
+                        Err(_) => self.read_page(from, at_head, used, &cancel).await,
                     }
                 }
                 None => {
-                    let read = self.read_page(from, at_head, &cancel).await;
-                    if let Ok(page) = &read {
+                    let read = self.read_page(from, at_head, count, &cancel).await;
+                    if let Ok((page, used)) = &read {
+                        count = grow(*used, self.page_size);
                         if !page.is_end {
-                            ahead = self.read_ahead(page.next).await;
+                            ahead = self.read_ahead(page.next, count).await;
                         }
                     }
                     read
                 }
             };
-            let page = match read {
-                Ok(page) => page,
+            let (page, used) = match read {
+                Ok(read) => read,
                 Err(Gave::Cancelled) => return Ok(()),
                 Err(Gave::Up(e)) => return Err(StageError::Primary(e)),
             };
@@ -123,7 +154,7 @@ impl Reader {
                 }
             }
             for e in events.iter_mut() {
-                match self.fetch_data(e, from, &mut losses, &cancel).await {
+                match self.fetch_data(e, (from, used), &mut losses, &cancel).await {
                     Ok(()) => {}
                     Err(Gave::Cancelled) => return Ok(()),
                     Err(Gave::Up(err)) => return Err(StageError::Primary(err)),
@@ -149,19 +180,34 @@ impl Reader {
         }
     }
 
-    /// Reads the page at `from`, long-polling at the head, retrying transient errors.
+    /// Reads the page at `from`, long-polling at the head, retrying transient errors; after a
+    /// timeout the next attempts ask for half as many records (see [`shrink`]). Returns the page
+    /// and the size it was read with.
     async fn read_page(
         &self,
         from: Position,
         at_head: bool,
+        count: PageSize,
         cancel: &CancellationToken,
-    ) -> Result<AllPage, Gave<crate::esdb::Error>> {
+    ) -> Result<(AllPage, PageSize), Gave<crate::esdb::Error>> {
         let options = page_options(at_head);
+        // Shared by the two closures below; atomic only so that the future stays `Send`.
+        let size = AtomicU16::new(count.get());
+        let current = || PageSize::new(size.load(Relaxed)).unwrap_or(count);
         retry(
             "read $all",
             cancel,
-            |e| self.shared.note_retry("reader", e),
-            || self.client.read_all_forward(from, self.page_size, &options),
+            |e| {
+                self.shared.note_retry("reader", e);
+                if is_timeout(e) {
+                    size.store(shrink(current()).get(), Relaxed);
+                }
+            },
+            || {
+                let count = current();
+                let read = self.client.read_all_forward(from, count, &options);
+                async move { read.await.map(|page| (page, count)) }
+            },
         )
         .await
     }
@@ -169,9 +215,9 @@ impl Reader {
     /// Requests the page at `from` now, to be decoded later: while catching up, the primary
     /// prepares and sends the next page while this one is decoded and planned, instead of after.
     /// A failed or unused read ahead is dropped (and aborted); the page is then read as usual.
-    async fn read_ahead(&self, from: Option<Position>) -> Option<ReadAhead> {
+    async fn read_ahead(&self, from: Option<Position>, count: PageSize) -> Option<ReadAhead> {
         let from = from?;
-        let (client, page_size) = (self.client.clone(), self.page_size);
+        let (client, page_size) = (self.client.clone(), count);
         let task = tokio::spawn(async move {
             client
                 .fetch_all_forward(from, page_size, &page_options(false))
@@ -184,6 +230,7 @@ impl Reader {
         }
         Some(ReadAhead {
             from,
+            count,
             task: AbortOnDropHandle::new(task),
         })
     }
@@ -198,7 +245,7 @@ impl Reader {
     async fn fetch_data(
         &self,
         e: &mut RecordedEvent,
-        page_start: Position,
+        page: (Position, PageSize),
         losses: &mut Vec<LossRecord>,
         cancel: &CancellationToken,
     ) -> Result<(), Gave<crate::esdb::Error>> {
@@ -227,7 +274,7 @@ impl Reader {
         e.data = Some(match found {
             Lookup::Found(bytes) => bytes,
             Lookup::NotFound | Lookup::Deleted => {
-                let (data, lossy) = self.data_from_all(e, page_start, cancel).await?;
+                let (data, lossy) = self.data_from_all(e, page, cancel).await?;
                 if lossy {
                     losses.push(LossRecord {
                         stream: e.stream.clone(),
@@ -242,11 +289,12 @@ impl Reader {
         Ok(())
     }
 
-    /// The data of a hidden non-JSON event, from the `$all` page read with `embed=tryharder`.
+    /// The data of a hidden non-JSON event, from the `$all` page read with `embed=tryharder`:
+    /// `page` is the start and size the page holding `e` was read with, so it holds `e` again.
     async fn data_from_all(
         &self,
         e: &RecordedEvent,
-        page_start: Position,
+        (page_start, page_size): (Position, PageSize),
         cancel: &CancellationToken,
     ) -> Result<(bytes::Bytes, bool), Gave<crate::esdb::Error>> {
         let options = ReadOptions {
@@ -260,7 +308,7 @@ impl Reader {
             |err| self.shared.note_retry("reader", err),
             || {
                 self.client
-                    .read_all_forward(page_start, self.page_size, &options)
+                    .read_all_forward(page_start, page_size, &options)
             },
         )
         .await?;
@@ -287,5 +335,33 @@ impl Reader {
                 Ok((bytes::Bytes::new(), false))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(n: u16) -> PageSize {
+        PageSize::new(n).unwrap()
+    }
+
+    #[test]
+    fn timeouts_halve_the_page_down_to_one_and_successes_grow_it_back_to_the_configured_size() {
+        let configured = size(500);
+        let mut n = configured;
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            n = shrink(n);
+            seen.push(n.get());
+        }
+        assert_eq!(seen, [250, 125, 62, 31, 15, 7, 3, 1, 1, 1, 1, 1]);
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            n = grow(n, configured);
+            seen.push(n.get());
+        }
+        assert_eq!(seen, [2, 4, 8, 16, 32, 64, 128, 256, 500, 500, 500, 500]);
+        assert_eq!(grow(PageSize::MAX, PageSize::MAX), PageSize::MAX);
     }
 }
