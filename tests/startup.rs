@@ -236,16 +236,19 @@ async fn a_promoted_secondary_is_refused_while_the_primary_is_down() {
     } = c;
     node.stop().await;
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
-            .args(["run", "--config"])
-            .arg(config_file)
-            .env("STANDBY_LOG", "warn")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["run", "--config"])
+        .arg(config_file)
+        .env("STANDBY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("`run` refuses a promoted secondary without waiting for the primary")
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("promoted"), "{stderr}");
