@@ -210,3 +210,48 @@ async fn truncate_before_written_ahead_of_the_offset_is_translated_once_known() 
     let report = verify(&c.config).await;
     assert!(report.equal, "after a replay: {report}");
 }
+
+/// Engine review §11: the offset record is written, but its answer is lost (the node answers 500
+/// "Write timeout" after committing). The retry sends the same record, which the server answers
+/// as already written; a record rebuilt with a new id would be refused as a wrong expected version
+/// and stop replication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_record_whose_answer_was_lost_is_retried_as_the_same_record() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    primary
+        .append_events("capped", &events(20, "Tick"), ExpectedVersion::NoStream)
+        .await
+        .unwrap();
+    primary
+        .write_stream_metadata(
+            "capped",
+            Uuid::new_v4(),
+            Bytes::from_static(br#"{"$maxCount":5}"#),
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    c.primary.scavenge().expect("scavenge");
+    c.secondary
+        .time_out_writes_after_commit(standby::offsets::OFFSETS_STREAM, 1);
+
+    common::replicate_to_head(&c.config, &primary).await;
+    let offsets = StreamOffsets::load(&secondary).await.unwrap();
+    assert_eq!(offsets.get("capped"), StreamRevision::new(15));
+    let records = secondary
+        .read_stream_forward(
+            standby::offsets::OFFSETS_STREAM,
+            StreamRevision::START,
+            PageSize::new(50).unwrap(),
+            &ReadOptions::embed(Embed::Rich),
+        )
+        .await
+        .unwrap()
+        .found()
+        .unwrap();
+    assert_eq!(records.entries.len(), 1, "the retry wrote nothing more");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+}

@@ -594,3 +594,23 @@ async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
         .await
         .expect("the new primary takes application writes");
 }
+
+/// Engine review §11: the epoch record is written, but its answer is lost (500 "Write timeout"
+/// after the commit). The same record is sent again and answered as already written, so the
+/// promotion completes and is reported as such, instead of "nothing was promoted" over a
+/// secondary that holds the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_whose_answer_was_lost_is_retried_as_the_same_record() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 100).await;
+    let secondary = admin_client(&c.secondary.url());
+    c.secondary
+        .time_out_writes_after_commit(control::CONTROL_STREAM, 1);
+    let report = control::promote(&c.config, &forced("answer lost"))
+        .await
+        .expect("the promotion completes");
+    assert_eq!(report.outcome, Outcome::Promoted);
+    let records = control_records(&secondary).await;
+    let promotions = records.iter().filter(|r| r.role == Role::Primary).count();
+    assert_eq!(promotions, 1, "one epoch record, not two: {records:?}");
+}

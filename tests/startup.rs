@@ -258,3 +258,30 @@ async fn a_promoted_secondary_is_refused_while_the_primary_is_down() {
         started.elapsed()
     );
 }
+
+/// The last events before the checkpoint are hidden on both sides (a soft delete undone by a
+/// metadata write leaves `$tb` above them): they prove nothing either way, and `run` goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_hidden_by_metadata_before_the_checkpoint_are_no_reason_to_refuse() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    write_events(&c, "a", &ids(5)).await;
+    primary
+        .delete_stream("a", ExpectedVersion::Any, standby::esdb::DeleteMode::Soft)
+        .await
+        .unwrap();
+    primary
+        .write_stream_metadata(
+            "a",
+            Uuid::new_v4(),
+            Bytes::from_static(br#"{"k":1}"#),
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    common::replicate_to_head(&c.config, &primary).await;
+    write_events(&c, "b", &ids(1)).await;
+    common::replicate_to_head(&c.config, &primary).await;
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+}

@@ -197,8 +197,9 @@ impl Resume<'_> {
         Ok(Ok(Anchor::Unknown))
     }
 
-    /// Whether event `number` of `stream` exists on the secondary but is hidden from reads
-    /// (soft delete, `$tb`, `$maxCount`, `$maxAge`), rather than missing.
+    /// Whether event `number` of `stream` exists on the secondary but is hidden from reads, or
+    /// is gone for a reason its metadata states (soft delete, `$tb`, `$maxCount`, `$maxAge`,
+    /// and a scavenge of what those hide), rather than missing.
     async fn hidden_on_secondary(
         &self,
         stream: &str,
@@ -209,13 +210,18 @@ impl Resume<'_> {
             .read_event_entry(stream, StreamFrom::Head, Embed::None)
             .await?
         {
-            Lookup::Found(head) => Ok(head.revision() >= number),
-            Lookup::Deleted => Ok(true),
-            Lookup::NotFound => Ok(matches!(
-                self.secondary.read_stream_metadata(stream).await?,
-                Lookup::Found(meta) if meta.is_soft_deleted()
-            )),
+            // The stream reaches past it: it is there, below `$maxCount`, `$tb` or `$maxAge`.
+            Lookup::Found(head) if head.revision() >= number => return Ok(true),
+            Lookup::Deleted => return Ok(true),
+            _ => {}
         }
+        Ok(match self.secondary.read_stream_metadata(stream).await? {
+            Lookup::Found(meta) => {
+                meta.truncate_before().is_some_and(|tb| tb > number)
+                    || meta.max_age_seconds().is_some()
+            }
+            Lookup::NotFound | Lookup::Deleted => false,
+        })
     }
 
     fn another_primary(&self, local: &Checkpoint) -> RunError {

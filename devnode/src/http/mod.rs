@@ -50,6 +50,23 @@ pub(crate) struct App {
     pub closed: AtomicBool,
     pub instance_id: Uuid,
     pub epoch_id: Uuid,
+    /// Armed faults: stream → how many more writes to it commit and then answer 500 "Write
+    /// timeout", as a real node does when the commit outlasts the request's timeout (§5.3).
+    pub write_timeouts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl App {
+    /// Takes one armed write timeout for `stream`, if any.
+    pub(crate) fn take_write_timeout(&self, stream: &str) -> bool {
+        let mut armed = self.write_timeouts.lock().expect("fault lock");
+        match armed.get_mut(stream) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A running node. Dropping it without [`Node::stop`] leaves the server task running until the
@@ -80,6 +97,7 @@ impl Node {
             closed: AtomicBool::new(false),
             instance_id: Uuid::new_v4(),
             epoch_id: Uuid::new_v4(),
+            write_timeouts: Default::default(),
         });
         let router = Router::new()
             .fallback(router::handle)
@@ -109,6 +127,17 @@ impl Node {
     /// Simulates the in-memory event-id cache being lost (restart / leader change, §5.5).
     pub fn clear_idempotency_cache(&self) {
         self.app.store.clear_idempotency_cache();
+    }
+
+    /// Fault: the next `writes` appends to `stream` (metadata writes: to its metastream) commit,
+    /// then answer 500 "Write timeout", as a real node does when a commit outlasts the request
+    /// (contract §5.3): the client cannot tell the write happened.
+    pub fn time_out_writes_after_commit(&self, stream: &str, writes: u32) {
+        self.app
+            .write_timeouts
+            .lock()
+            .expect("fault lock")
+            .insert(stream.to_owned(), writes);
     }
 
     /// Scavenges synchronously, exactly as `POST /admin/scavenge` does for this node's profile

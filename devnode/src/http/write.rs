@@ -290,6 +290,9 @@ async fn post_entry(
             internal("Write timeout")
         }
         Ok(Ok(r)) => match r {
+            AppendResult::Written { .. } if ctx.app.take_write_timeout(stream) => {
+                internal("Write timeout")
+            }
             AppendResult::Written { first, .. } | AppendResult::Idempotent { first } => {
                 Reply::status(201, "Created").location(format!(
                     "{}/streams/{}/{}",
