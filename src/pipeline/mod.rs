@@ -847,7 +847,14 @@ async fn keep_lease(
         Ok(()) => return Some(lease),
         Err(e) => e,
     };
-    tracing::error!(error = %e, "the lease is lost; stopping all writes to the secondary");
+    match &e {
+        // A promotion revokes the replication user: the run's end says whether that is why.
+        crate::lease::LeaseError::Unauthorized(refused) => tracing::warn!(
+            error = %refused,
+            "the secondary refused the lease renewal; stopping all writes to it"
+        ),
+        e => tracing::error!(error = %e, "the lease is lost; stopping all writes to the secondary"),
+    }
     shared.metrics.lease_held.set(0);
     first_error
         .lock()
