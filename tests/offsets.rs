@@ -181,31 +181,7 @@ async fn truncate_before_written_ahead_of_the_offset_is_translated_once_known() 
     assert_eq!(page.entries.len(), 7, "source events 3..9 are all visible");
 
     // A crash that loses the checkpoint's progress replays all of it: nothing changes.
-    let (mut store, cp) =
-        standby::checkpoint::CheckpointStore::open(&c.config.checkpoint.path).unwrap();
-    let cp = cp.unwrap();
-    store
-        .store(&standby::checkpoint::Checkpoint {
-            position: standby::position::Position::START,
-            ..cp.clone()
-        })
-        .unwrap();
-    secondary
-        .append_events(
-            pipeline::CHECKPOINT_STREAM,
-            &[EventData::json(
-                Uuid::new_v4(),
-                pipeline::CHECKPOINT_EVENT_TYPE,
-                serde_json::to_vec(&standby::checkpoint::Checkpoint {
-                    position: standby::position::Position::START,
-                    ..cp
-                })
-                .unwrap(),
-            )],
-            ExpectedVersion::Any,
-        )
-        .await
-        .unwrap();
+    common::rewind(&c, standby::position::Position::START).await;
     common::replicate_to_head(&c.config, &primary).await;
     let report = verify(&c.config).await;
     assert!(report.equal, "after a replay: {report}");

@@ -11,10 +11,8 @@
 mod common;
 
 use bytes::Bytes;
-use standby::checkpoint::{Checkpoint, CheckpointStore};
 use standby::config::Ordering;
 use standby::esdb::{Client, DeleteMode, Embed, EventData, PageSize, ReadOptions};
-use standby::pipeline;
 use standby::pipeline::plan::{classify, StreamKind};
 use standby::position::{ExpectedVersion, Position, StreamRevision};
 
@@ -87,27 +85,6 @@ async fn user_records_after(c: &Client, from: Position) -> Vec<String> {
     }
 }
 
-/// Puts the checkpoint back to `position`, as a crash before the checkpoint write leaves it: the
-/// local file and the copy on the secondary (the copy is never ahead of the file).
-async fn rewind(c: &standby::demo::DemoClusters, secondary: &Client, position: Position) {
-    let (mut store, existing) = CheckpointStore::open(&c.config.checkpoint.path).unwrap();
-    let existing = existing.expect("a checkpoint after the first run");
-    let rewound = Checkpoint {
-        position,
-        ..existing
-    };
-    store.store(&rewound).unwrap();
-    let copy = EventData::json(
-        Uuid::new_v4(),
-        pipeline::CHECKPOINT_EVENT_TYPE,
-        serde_json::to_vec(&rewound).unwrap(),
-    );
-    secondary
-        .append_events(pipeline::CHECKPOINT_STREAM, &[copy], ExpectedVersion::Any)
-        .await
-        .unwrap();
-}
-
 /// Replicates, rewinds to the start, replicates again: equal, and nothing new written.
 async fn replay_writes_nothing(c: &standby::demo::DemoClusters, what: &str) {
     let primary = admin_client(&c.primary.url());
@@ -116,7 +93,7 @@ async fn replay_writes_nothing(c: &standby::demo::DemoClusters, what: &str) {
     let first = verify(&c.config).await;
     assert!(first.equal, "{what}: first run: {first}");
 
-    rewind(c, &secondary, Position::START).await;
+    common::rewind(c, Position::START).await;
     let before = secondary_head(&secondary).await;
     common::replicate_to_head(&c.config, &primary).await;
     let report = verify(&c.config).await;

@@ -295,15 +295,7 @@ async fn a_prefix_hidden_by_max_count_is_proven_by_the_server_not_divergence() {
         .append_events("snap", &events[..2], ExpectedVersion::NoStream)
         .await
         .unwrap();
-    let shared = Arc::new(Shared::default());
-    let stop = CancellationToken::new();
-    let run = {
-        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
-    };
-    wait_applied_to_head(&shared, &primary, &run).await;
-    stop.cancel();
-    run.await.unwrap().expect("no divergence");
+    common::replicate_to_head(&c.config, &primary).await;
     let report = verify(&c.config).await;
     assert!(report.equal, "{report}");
 }

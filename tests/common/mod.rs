@@ -236,3 +236,29 @@ pub async fn replicate_to_head(
     stop.cancel();
     run.await.unwrap().expect("replication stops cleanly")
 }
+
+/// Puts the checkpoint back to `position`, as a crash before the checkpoint write leaves it: the
+/// local file and the copy on the secondary (the copy is never ahead of the file).
+pub async fn rewind(c: &standby::demo::DemoClusters, position: standby::position::Position) {
+    use standby::checkpoint::{Checkpoint, CheckpointStore};
+    let (mut store, existing) = CheckpointStore::open(&c.config.checkpoint.path).unwrap();
+    let existing = existing.expect("a checkpoint after the first run");
+    let rewound = Checkpoint {
+        position,
+        ..existing
+    };
+    store.store(&rewound).unwrap();
+    let copy = standby::esdb::EventData::json(
+        uuid::Uuid::new_v4(),
+        standby::pipeline::CHECKPOINT_EVENT_TYPE,
+        serde_json::to_vec(&rewound).unwrap(),
+    );
+    admin_client(&c.secondary.url())
+        .append_events(
+            standby::pipeline::CHECKPOINT_STREAM,
+            &[copy],
+            standby::position::ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+}
