@@ -614,3 +614,63 @@ async fn an_epoch_whose_answer_was_lost_is_retried_as_the_same_record() {
     let promotions = records.iter().filter(|r| r.role == Role::Primary).count();
     assert_eq!(promotions, 1, "one epoch record, not two: {records:?}");
 }
+
+/// Engine review §6: the old primary was unreachable at promotion, so it could not be fenced;
+/// when it comes back, `promote --fence-primary` run again fences it (and says so), instead of
+/// reporting "already promoted" and leaving it writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fence_primary_can_be_run_again_for_an_old_primary_that_comes_back() {
+    let mut c = clusters(Ordering::Global).await;
+    replicated(&c, 100).await;
+    let addr = c.primary.addr();
+    let stopped = std::mem::replace(
+        &mut c.primary,
+        devnode::Node::start(devnode::NodeConfig::memory())
+            .await
+            .unwrap(),
+    );
+    stopped.stop().await;
+    let options = PromoteOptions {
+        fence_primary: true,
+        ..forced("primary lost")
+    };
+    let report = control::promote(&c.config, &options).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("could not fence")),
+        "{report}"
+    );
+
+    // The old primary comes back, writable.
+    let restarted = devnode::Node::start(
+        standby::demo::node_config(&c.dir.path().join("primary"), false).http(addr),
+    )
+    .await
+    .unwrap();
+    std::mem::replace(&mut c.primary, restarted).stop().await;
+    let app_on_primary = client_as(&c.primary.url(), APPLICATION);
+    app_on_primary
+        .append_events("comeback", &one_event(1), ExpectedVersion::Any)
+        .await
+        .expect("the old primary is writable again");
+
+    let again = control::promote(&c.config, &options).await.unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyPromoted);
+    assert!(
+        again
+            .steps
+            .iter()
+            .any(|s| s.contains("fenced the old primary")),
+        "{again}"
+    );
+    let refused = app_on_primary
+        .append_events("comeback", &one_event(2), ExpectedVersion::Any)
+        .await;
+    assert!(
+        matches!(refused, Err(esdb::Error::Unauthorized { .. })),
+        "{refused:?}"
+    );
+}

@@ -88,7 +88,10 @@ impl std::fmt::Display for PromoteReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let head = match self.outcome {
             Outcome::Promoted => "PROMOTED",
-            Outcome::AlreadyPromoted => "ALREADY PROMOTED (nothing changed)",
+            Outcome::AlreadyPromoted if self.steps.is_empty() => {
+                "ALREADY PROMOTED (nothing changed)"
+            }
+            Outcome::AlreadyPromoted => "ALREADY PROMOTED (completed the steps below)",
             Outcome::DryRun => "DRY RUN (nothing changed); promoting would write",
         };
         writeln!(f, "{head}: {}", self.record)?;
@@ -364,6 +367,21 @@ async fn promote_with(
     if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
         let promoted = promoted.clone();
         roll_forward(sides, &promoted, &mut steps).await?;
+        // An old primary that was unreachable at promotion, back now: fencing it is all that is
+        // left to do, and it must not be skipped (engine review §6).
+        let mut primary_settings_before = None;
+        if options.fence_primary {
+            let before = fence_primary(&sides.primary).await.map_err(|e| {
+                PromoteError::Unreachable(format!(
+                    "the secondary is already promoted (epoch {}), but fencing the old primary failed: {e}. \
+                     It may still take application writes: rerun `standby promote --fence-primary` when it \
+                     answers, or stop its applications by hand",
+                    promoted.epoch
+                ))
+            })?;
+            steps.push("fenced the old primary: only $admins may write its user streams".into());
+            primary_settings_before = Some(before.map_or(Value::Null, |s| s.as_json().clone()));
+        }
         return Ok(PromoteReport {
             outcome: Outcome::AlreadyPromoted,
             record: promoted,
@@ -371,7 +389,7 @@ async fn promote_with(
             missing: Vec::new(),
             steps,
             warnings,
-            primary_settings_before: None,
+            primary_settings_before,
         });
     }
     if control.is_none() {
