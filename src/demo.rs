@@ -510,6 +510,7 @@ async fn promotion_step(
         &clusters.config,
         Duration::from_secs(60),
         Some("standby demo".into()),
+        &CancellationToken::new(),
     )
     .await
     {

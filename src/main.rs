@@ -195,7 +195,7 @@ async fn dispatch(command: Command) -> u8 {
             };
             let timeout = std::time::Duration::from_secs(timeout);
             promotion(
-                standby::control::switchover(&config, timeout, reason).await,
+                standby::control::switchover(&config, timeout, reason, &shutdown_signal()).await,
                 json,
             )
         }

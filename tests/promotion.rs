@@ -315,7 +315,14 @@ async fn switchover_under_load_loses_nothing() {
     wait_events_written(&shared, 2_000, &run).await;
     assert!(!load.is_finished(), "the load must still run at switchover");
 
-    let report = match control::switchover(&c.config, Duration::from_secs(120), None).await {
+    let report = match control::switchover(
+        &c.config,
+        Duration::from_secs(120),
+        None,
+        &CancellationToken::new(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => panic!(
             "switchover: {e}; replicator: {:?}",
@@ -673,4 +680,94 @@ async fn fence_primary_can_be_run_again_for_an_old_primary_that_comes_back() {
         matches!(refused, Err(esdb::Error::Unauthorized { .. })),
         "{refused:?}"
     );
+}
+
+/// Engine review §7: `switchover` interrupted while it waits for the drain — by SIGINT, then by
+/// SIGKILL — and run again. SIGINT puts the primary's original `$settings` back at once; after
+/// SIGKILL the fence stays, and the re-run (which cannot drain: `run` is down) removes it and
+/// restores the original. Never a fenced primary reported as open, never the fence kept as the
+/// "original".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 50).await;
+    let primary = admin_client(&c.primary.url());
+    let original = esdb::SystemSettings::new(serde_json::json!({
+        "$userStreamAcl": {"$r": "$all", "$w": ["app", "$admins"], "$d": "$admins", "$mr": "$all", "$mw": "$admins"},
+        "note": "kept by the operator"
+    }));
+    primary
+        .write_settings(&original, Uuid::new_v4(), None, ExpectedVersion::Any)
+        .await
+        .unwrap();
+    // A write the secondary does not have: with `run` down, the drain never completes.
+    client_as(&c.primary.url(), APPLICATION)
+        .append_events("late", &one_event(1), ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let config_file = write_config_file(&c);
+    let switchover = |timeout: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+            .args(["switchover", "--timeout", timeout, "--config"])
+            .arg(&config_file)
+            .env("STANDBY_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let fenced = |settings: &Option<esdb::SystemSettings>| {
+        settings
+            .as_ref()
+            .is_some_and(|s| s.as_json().get(control::promote::FENCED_FROM_KEY).is_some())
+    };
+
+    for signal in ["-INT", "-KILL"] {
+        let child = switchover("120");
+        let pid = child.id().unwrap().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !fenced(&primary.read_settings().await.unwrap()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the primary was never fenced"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let sent = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("switchover ends after the signal")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if signal == "-INT" {
+            assert_eq!(out.status.code(), Some(3), "{stderr}");
+            assert!(stderr.contains("interrupted"), "{stderr}");
+            assert_eq!(
+                primary.read_settings().await.unwrap(),
+                Some(original.clone())
+            );
+        } else {
+            assert!(
+                fenced(&primary.read_settings().await.unwrap()),
+                "SIGKILL leaves the fence"
+            );
+        }
+    }
+
+    // The re-run after SIGKILL cannot drain either: it removes the fence it finds, restoring the
+    // original recorded in it, and says so only because it read it back.
+    let out = switchover("1").wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("fence was removed"), "{stderr}");
+    assert_eq!(primary.read_settings().await.unwrap(), Some(original));
+    client_as(&c.primary.url(), APPLICATION)
+        .append_events("late", &one_event(2), ExpectedVersion::Any)
+        .await
+        .expect("applications write to the primary again");
 }

@@ -685,32 +685,59 @@ async fn roll_forward(
     Ok(())
 }
 
-/// Closes the primary's `$settings` to everyone but `$admins`; returns the settings before.
+/// The key of a fenced primary's `$settings` that keeps the document the fence replaced (or
+/// `null`: there was none). It travels in the same write as the fence, so an interrupted
+/// `switchover` never leaves a fence whose original is lost, and a re-run or an undo restores the
+/// original rather than the fence. The server skips keys it does not know in `$settings`
+/// (`Data/SystemSettings.cs` `FromJsonBytes`, v5 to KurrentDB), so the fence itself is unchanged.
+pub const FENCED_FROM_KEY: &str = "standbyFencedFrom";
+
+/// The settings a primary had before standby fenced it: the recorded original when `current` is
+/// a fence of ours, else `current` itself.
+fn original_settings(current: Option<&SystemSettings>) -> Option<SystemSettings> {
+    match current.and_then(|c| c.as_json().get(FENCED_FROM_KEY)) {
+        Some(Value::Null) => None,
+        Some(original) => Some(SystemSettings::new(original.clone())),
+        None => current.cloned(),
+    }
+}
+
+/// Closes the primary's `$settings` to everyone but `$admins`, recording the original in the
+/// same document ([`FENCED_FROM_KEY`]); returns the original. Running it again on a fenced
+/// primary changes nothing and returns the same original.
 async fn fence_primary(primary: &Client) -> Result<Option<SystemSettings>, esdb::Error> {
-    let before = primary.read_settings().await?;
-    primary
-        .write_settings(
-            &acl::closed(before.as_ref()),
-            uuid::Uuid::new_v4(),
-            None,
-            ExpectedVersion::Any,
-        )
-        .await?;
+    let current = primary.read_settings().await?;
+    let before = original_settings(current.as_ref());
+    let mut fence = acl::closed(before.as_ref()).as_json().clone();
+    if let Value::Object(document) = &mut fence {
+        document.insert(
+            FENCED_FROM_KEY.into(),
+            before.as_ref().map_or(Value::Null, |s| s.as_json().clone()),
+        );
+    }
+    let fence = SystemSettings::new(fence);
+    if current.as_ref() != Some(&fence) {
+        primary
+            .write_settings(&fence, uuid::Uuid::new_v4(), None, ExpectedVersion::Any)
+            .await?;
+    }
     Ok(before)
 }
 
-/// Puts the primary's settings back (undoing [`fence_primary`]).
+/// Puts the primary's original settings back (undoing [`fence_primary`]) and reads them back:
+/// `Ok(true)` only when the primary now holds them.
 async fn unfence_primary(
     primary: &Client,
     before: Option<&SystemSettings>,
-) -> Result<(), esdb::Error> {
+) -> Result<bool, esdb::Error> {
     let settings = before
         .cloned()
         .unwrap_or_else(|| SystemSettings::new(Value::Object(Default::default())));
     primary
         .write_settings(&settings, uuid::Uuid::new_v4(), None, ExpectedVersion::Any)
-        .await
-        .map(|_| ())
+        .await?;
+    let now = primary.read_settings().await?;
+    Ok(now.as_ref() == Some(&settings))
 }
 
 /// Waits until the secondary's `$all` head has not moved for [`SETTLE`].
@@ -743,10 +770,15 @@ async fn settle(admin: &Client) -> Result<(), PromoteError> {
 ///
 /// # Errors
 /// [`PromoteError`]; on a refusal the primary's fence has been removed again.
+///
+/// `interrupt` (SIGINT/SIGTERM) during the drain undoes the primary's fence and stops; once the
+/// promotion itself has begun it runs to its end. A switchover killed outright leaves the fence,
+/// with the primary's original `$settings` recorded in it: a re-run finishes or undoes it.
 pub async fn switchover(
     config: &Config,
     timeout: Duration,
     reason: Option<String>,
+    interrupt: &tokio_util::sync::CancellationToken,
 ) -> Result<PromoteReport, PromoteError> {
     let sides = Sides::new(config)?;
     if let Some(promoted) = record::read(&sides.admin)
@@ -775,13 +807,18 @@ pub async fn switchover(
         let primary = &sides.primary;
         let before = before.clone();
         async move {
+            let by_hand = before
+                .as_ref()
+                .map_or_else(|| "{}".to_owned(), |s| s.as_json().to_string());
             match unfence_primary(primary, before.as_ref()).await {
-                Ok(()) => PromoteError::Refused(format!(
-                    "{why}. The primary's fence was removed: applications can write to it again. Nothing was promoted"
+                Ok(true) => PromoteError::Refused(format!(
+                    "{why}. The primary's fence was removed (its original $settings are back, checked): applications can write to it again. Nothing was promoted"
+                )),
+                Ok(false) => PromoteError::Refused(format!(
+                    "{why}. The primary's original $settings were written back but do not read back as written: check them; they should be {by_hand}. Nothing was promoted"
                 )),
                 Err(e) => PromoteError::Refused(format!(
-                    "{why}. Removing the primary's fence failed too ({e}): it is still read-only for applications. To undo it, write these $settings to the primary as an admin: {}",
-                    before.as_ref().map_or_else(|| "{}".to_owned(), |s| s.as_json().to_string())
+                    "{why}. Removing the primary's fence failed too ({e}): it is still read-only for applications. Rerun `standby switchover` to finish or undo it, or write these $settings to the primary as an admin: {by_hand}"
                 )),
             }
         }
@@ -820,6 +857,12 @@ pub async fn switchover(
                 Err(e) => return Err(undo(format!("checking the tail failed: {e}")).await),
             }
         }
+        if interrupt.is_cancelled() {
+            return Err(undo(format!(
+                "switchover interrupted before the promotion began: the secondary has applied up to {applied}, the fenced primary's head is {head}"
+            ))
+            .await);
+        }
         if Instant::now() >= deadline {
             let why = if moved_after_fence {
                 "the fenced primary kept receiving writes (members of $admins bypass the fence: stop them)"
@@ -831,7 +874,10 @@ pub async fn switchover(
             ))
             .await);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = interrupt.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
     }
     let options = PromoteOptions {
         force: true,
@@ -851,10 +897,22 @@ pub async fn switchover(
         0,
         "fenced the primary: only $admins may write its user streams".into(),
     );
-    report.steps.insert(
-        1,
-        "the secondary holds every event the primary acknowledged, with the same ids".into(),
-    );
+    // The drain proved the secondary complete up to the fence; a write an admin made after the
+    // last check is in the promotion's own measure. Say which.
+    let lost = report.record.data_loss.as_ref().map_or(Some(0), |l| {
+        l.events.zip(l.other_records).map(|(e, o)| e + o)
+    });
+    if lost == Some(0) {
+        report.steps.insert(
+            1,
+            "the secondary holds every event the primary acknowledged, with the same ids".into(),
+        );
+    } else {
+        report.warnings.push(format!(
+            "records written to the fenced primary after the drain (by a member of $admins, which the fence does not bind) are not on this cluster ({}): `standby divergence` lists them",
+            lost.map_or_else(|| "count unknown".to_owned(), |n| format!("{n} records"))
+        ));
+    }
     report.primary_settings_before = Some(before.map_or(Value::Null, |s| s.as_json().clone()));
     Ok(report)
 }
