@@ -38,6 +38,9 @@ pub enum SetupError {
          make it a standby again, replicate into a new, empty cluster (docs/failover.md)"
     )]
     Promoted(Box<EpochRecord>),
+    /// `$settings` changed between reading and fencing them: read everything again.
+    #[error("the secondary's $settings changed while setup was writing the fence; reading them again")]
+    Raced,
     #[error("{0}")]
     Control(#[from] ControlError),
     #[error("setting up the secondary as {admin}: {source}")]
@@ -54,6 +57,7 @@ impl SetupError {
             SetupError::Control(e) => e.is_transient(),
             SetupError::Client { source, .. } => source.is_transient(),
             SetupError::Promoted(_) => false,
+            SetupError::Raced => true,
         }
     }
 }
@@ -87,7 +91,7 @@ pub async fn ensure(
     if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
         return Err(SetupError::Promoted(Box::new(promoted.clone())));
     }
-    let current = admin.read_settings().await.map_err(client_err)?;
+    let (current, version) = admin.read_settings_versioned().await.map_err(client_err)?;
     let before = match &control {
         Some(c) => c.record.settings_before.clone().map(SystemSettings::new),
         None => current.clone(),
@@ -98,10 +102,17 @@ pub async fn ensure(
         if control.is_some() {
             tracing::warn!("the secondary's $settings no longer fence it; writing the fence again");
         }
-        admin
-            .write_settings(&fence, uuid::Uuid::new_v4(), None, ExpectedVersion::Any)
+        // Conditional on the settings read: a promotion that changed them since (closed, then
+        // opened the cluster) must not be overwritten by this fence (engine review §13). The
+        // retry reads the control record again and finds the promotion.
+        match admin
+            .write_settings(&fence, uuid::Uuid::new_v4(), None, version)
             .await
-            .map_err(client_err)?;
+        {
+            Ok(_) => {}
+            Err(esdb::Error::WrongExpectedVersion { .. }) => return Err(SetupError::Raced),
+            Err(e) => return Err(client_err(e)),
+        }
     }
     for (stream, max_count) in STATE_STREAMS {
         grant_state_stream(admin, stream, *max_count, replicator)

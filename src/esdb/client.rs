@@ -871,6 +871,40 @@ impl Client {
         }
     }
 
+    /// Reads the system settings with the number of the `$settings` event that holds them, for a
+    /// conditional write: [`ExpectedVersion::NoStream`] when `$settings` is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_settings`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a read has no side effects.
+    #[instrument(skip_all)]
+    pub async fn read_settings_versioned(
+        &self,
+    ) -> Result<(Option<SystemSettings>, ExpectedVersion), Error> {
+        let entry = match self
+            .read_event_entry(SETTINGS_STREAM, StreamFrom::Head, Embed::Body)
+            .await?
+        {
+            Lookup::Found(entry) => entry,
+            Lookup::NotFound | Lookup::Deleted => return Ok((None, ExpectedVersion::NoStream)),
+        };
+        let version = ExpectedVersion::Exact(entry.revision());
+        let data = entry.as_event().and_then(|e| e.data.clone());
+        let document = match data {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+                method: Method::GET,
+                url: format!("/streams/{SETTINGS_STREAM}/head"),
+                detail: format!("the last $settings event is not JSON: {e}"),
+            })?,
+            None => return Ok((self.read_settings().await?, version)),
+        };
+        Ok((Some(SystemSettings::new(document)), version))
+    }
+
     /// Writes the system settings: appends one JSON event of type `event_type` (default
     /// `update-default-acl`) to `$settings`. The server reloads its default ACLs from it.
     ///
