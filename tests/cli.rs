@@ -218,3 +218,54 @@ async fn verify_status_and_divergence_exit_codes() {
     let out = standby(&["verify"], &dead).await;
     assert_eq!(out.status.code(), Some(5), "{:?}", text(&out));
 }
+
+/// Logs sent to a file or a pipe carry no terminal colour codes (issue: clean terminal output).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_file_have_no_colour_codes() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    primary
+        .append_events(
+            "s",
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let config = common::write_config_file(&c);
+    let log = c.dir.path().join("log.txt");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("STANDBY_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("replication starting")
+    {
+        assert!(child.try_wait().unwrap().is_none(), "standby exited early");
+        assert!(std::time::Instant::now() < deadline, "no start-up log line");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let written = std::fs::read(&log).unwrap();
+    assert!(!written.is_empty());
+    assert!(
+        !written.contains(&0x1b),
+        "escape bytes in the log file:\n{}",
+        String::from_utf8_lossy(&written)
+    );
+}

@@ -39,7 +39,9 @@ pub enum SetupError {
     )]
     Promoted(Box<EpochRecord>),
     /// `$settings` changed between reading and fencing them: read everything again.
-    #[error("the secondary's $settings changed while setup was writing the fence; reading them again")]
+    #[error(
+        "the secondary's $settings changed while setup was writing the fence; reading them again"
+    )]
     Raced,
     #[error("{0}")]
     Control(#[from] ControlError),
