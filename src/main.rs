@@ -427,6 +427,7 @@ fn report(e: &RunError) -> u8 {
                 eprintln!("divergence report: {json}");
             }
         }
+        RunError::Promoted(why) => eprintln!("stopped: {why}"),
         other => eprintln!("error: {other}"),
     }
     e.exit_code()

@@ -195,7 +195,7 @@ async fn metrics_show_lag_to_zero_errors_while_the_secondary_is_down_and_readine
     };
     control::promote(&c.config, &options).await.unwrap();
     let stopped = r.run.await.unwrap();
-    assert!(matches!(stopped, Err(RunError::Refused(_))), "{stopped:?}");
+    assert!(matches!(stopped, Err(RunError::Promoted(_))), "{stopped:?}");
     let (status, body) = ready(&r.server).await;
     assert_eq!(status, 503);
     assert!(body.contains("fenced"), "{body}");

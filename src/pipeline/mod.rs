@@ -105,6 +105,9 @@ pub enum RunError {
     /// on the secondary, permission refused (exit 3).
     #[error("{0}")]
     Refused(String),
+    /// The secondary was promoted: the expected end of a standby's replicator (exit 3).
+    #[error("{0}")]
+    Promoted(String),
     /// The secondary differs from the primary (exit 4).
     #[error("{0}")]
     Divergence(Box<Divergence>),
@@ -118,7 +121,7 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) => crate::exit::USAGE,
-            RunError::Refused(_) => crate::exit::REFUSED,
+            RunError::Refused(_) | RunError::Promoted(_) => crate::exit::REFUSED,
             RunError::Divergence(_) => crate::exit::DIVERGENCE,
             RunError::Internal(_) => crate::exit::INTERNAL,
         }
@@ -143,7 +146,7 @@ impl From<StageError> for RunError {
                 RunError::Internal(format!("writing the secondary failed permanently: {e}"))
             }
             StageError::Unexpected(m) => RunError::Internal(m),
-            StageError::Promoted(record) => RunError::Refused(promoted_message(&record)),
+            StageError::Promoted(record) => RunError::Promoted(promoted_message(&record)),
             // The secondary did not answer: a restart (exit 1) resumes once it does.
             StageError::Lease(e @ crate::lease::LeaseError::Unrenewable { .. }) => {
                 RunError::Internal(e.to_string())
@@ -453,7 +456,7 @@ async fn prepare_secondary(
         }
         Err(Gave::Cancelled) => Ok(None),
         Err(Gave::Up(setup::SetupError::Promoted(p))) => {
-            Err(RunError::Refused(promoted_message(&p)))
+            Err(RunError::Promoted(promoted_message(&p)))
         }
         Err(Gave::Up(e)) => Err(RunError::Refused(e.to_string())),
     }
@@ -589,7 +592,7 @@ pub async fn run_with(
         Err(Gave::Up(e)) => return Err(RunError::Refused(e.to_string())),
     };
     if let Some(p) = control.as_ref().and_then(crate::control::Control::promoted) {
-        return Err(RunError::Refused(promoted_message(p)));
+        return Err(RunError::Promoted(promoted_message(p)));
     }
 
     let Some(identity) = primary_identity(&primary, &shutdown, &shared).await? else {
@@ -715,7 +718,11 @@ pub async fn run_with(
         tracker.spawn(tracing::Instrument::instrument(
             async move {
                 if let Err(e) = fut.await {
-                    tracing::error!(stage = name, error = %e, "stage stopped");
+                    match &e {
+                        // What a standby's replicator is for: it stops when its secondary is promoted.
+                        StageError::Promoted(_) => tracing::info!(stage = name, "{e}"),
+                        _ => tracing::error!(stage = name, error = %e, "stage stopped"),
+                    }
                     first_error.lock().expect("error slot").get_or_insert(e);
                     failed.cancel();
                 }
