@@ -34,6 +34,12 @@ pub struct RoleLabel {
     pub role: &'static str,
 }
 
+/// `reason` a pipeline stopped for.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 /// The metric handles (cheap to clone: each is shared).
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,11 +57,14 @@ pub struct Metrics {
     pub ready: Gauge,
     /// 1 while this process holds the lease on the secondary.
     pub lease_held: Gauge,
+    /// 1 for the reason the pipeline stopped (`fenced`, `divergent`, `failed`), until the
+    /// process exits.
+    pub stopped: Family<ReasonLabel, Gauge>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
+        let metrics = Metrics {
             events_replicated: Counter::default(),
             bytes_replicated: Counter::default(),
             lag_events: Gauge::default(),
@@ -70,11 +79,37 @@ impl Default for Metrics {
             role: Family::default(),
             ready: Gauge::default(),
             lease_held: Gauge::default(),
-        }
+            stopped: Family::default(),
+        };
+        metrics.initialise();
+        metrics
     }
 }
 
+/// Stages whose errors are counted.
+pub const STAGES: [&str; 4] = ["reader", "writer", "checkpointer", "control"];
+/// Error kinds whose series exist from the start, at 0, so that a rate or an alert over them has
+/// data before the first failure: the transient kinds and the one an operator must fix.
+pub const KINDS_AT_START: [&str; 5] = ["connect", "timeout", "transport", "status", "unauthorized"];
+
 impl Metrics {
+    /// Creates the series that must exist before anything happens (at 0): errors and retries
+    /// by stage for [`KINDS_AT_START`], and every reason of `standby_stopped`.
+    pub fn initialise(&self) {
+        for stage in STAGES {
+            for kind in KINDS_AT_START {
+                let labels = StageKind { stage, kind };
+                let _ = self.errors.get_or_create(&labels);
+                let _ = self.retries.get_or_create(&labels);
+            }
+        }
+        for why in [Stopped::Fenced, Stopped::Divergent, Stopped::Failed] {
+            let _ = self.stopped.get_or_create(&ReasonLabel {
+                reason: why.label(),
+            });
+        }
+    }
+
     /// A registry holding every metric, with the `standby_` prefix.
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("standby");
@@ -143,6 +178,11 @@ impl Metrics {
             "1 while this process holds the lease on the secondary ($standby-lease)",
             self.lease_held.clone(),
         );
+        r.register(
+            "stopped",
+            "1 for the reason replication stopped (fenced, divergent, failed) until the process exits",
+            self.stopped.clone(),
+        );
         r
     }
 }
@@ -154,6 +194,17 @@ pub enum Stopped {
     Fenced,
     Divergent,
     Failed,
+}
+
+impl Stopped {
+    /// The `reason` label of `standby_stopped`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stopped::Fenced => "fenced",
+            Stopped::Divergent => "divergent",
+            Stopped::Failed => "failed",
+        }
+    }
 }
 
 /// Liveness signals of the stages.

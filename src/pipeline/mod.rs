@@ -815,7 +815,7 @@ pub async fn run_with(
     }
     if let Some(e) = &error {
         use crate::metrics::Stopped;
-        shared.health.stopped(match e {
+        let why = match e {
             StageError::Divergence(_) => Stopped::Divergent,
             StageError::Lease(crate::lease::LeaseError::Unrenewable { .. }) => Stopped::Failed,
             StageError::Promoted(_)
@@ -823,7 +823,12 @@ pub async fn run_with(
             | StageError::Checkpoint(_)
             | StageError::Lease(_) => Stopped::Fenced,
             _ => Stopped::Failed,
-        });
+        };
+        shared.health.stopped(why);
+        let label = crate::metrics::ReasonLabel {
+            reason: why.label(),
+        };
+        shared.metrics.stopped.get_or_create(&label).set(1);
         match e {
             StageError::Primary(err) => shared.note_error("reader", err),
             StageError::Secondary(err) => shared.note_error("writer", err),
