@@ -38,6 +38,15 @@ pub struct ConfigArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script for `standby` (e.g. `standby completions bash >
+    /// /etc/bash_completion.d/standby`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `standby man > /usr/local/share/man/man1/standby.1`.
+    Man,
     /// Replicate the primary's $all into the secondary until stopped (SIGINT/SIGTERM).
     Run {
         #[command(flatten)]

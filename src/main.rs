@@ -92,6 +92,26 @@ fn load(path: &std::path::Path) -> Result<Config, u8> {
 
 async fn dispatch(command: Command) -> u8 {
     match command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "standby",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: writing the manual page: {e}");
+                    exit::INTERNAL
+                }
+            }
+        }
         Command::Run { config, takeover } => {
             let config = match load(&config.config) {
                 Ok(c) => c,

@@ -269,3 +269,56 @@ async fn logs_to_a_file_have_no_colour_codes() {
         String::from_utf8_lossy(&written)
     );
 }
+
+/// Shell completions and the manual page come from the command-line definition itself, so they
+/// name every command.
+#[test]
+fn completions_and_the_man_page_name_every_command() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_standby"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let commands = [
+        "run",
+        "verify",
+        "status",
+        "promote",
+        "switchover",
+        "divergence",
+        "checkpoint",
+        "demo",
+        "bench",
+        "completions",
+        "man",
+    ];
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = run(&["completions", shell]);
+        for command in commands {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let man = run(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH standby 1"),
+        "{man}"
+    );
+    for command in commands {
+        assert!(man.contains(command), "the man page lacks {command}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
