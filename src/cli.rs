@@ -57,6 +57,17 @@ pub enum Command {
         #[arg(long)]
         takeover: bool,
     },
+    /// Check both clusters and the local state before `run` (read-only): reachability, versions,
+    /// security mode, the replication user, the admin identity, the secondary's state, the
+    /// checkpoint and the lease. One line per check with what to do; exit 0 when `run` can
+    /// start, 3 otherwise.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the user streams of both clusters; exit 0 when equal, 4 at the first difference.
     Verify {
         #[command(flatten)]

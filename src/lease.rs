@@ -64,6 +64,14 @@ pub struct LeaseRecord {
     pub released: bool,
 }
 
+impl LeaseRecord {
+    /// Whether its expiry has passed by this machine's clock (clocks differ: a successor also
+    /// watches the record before it takes over; this is for reports).
+    pub fn expired_by_wall_clock(&self) -> bool {
+        crate::control::record::parse_rfc3339(&self.expires).is_some_and(|at| at < wall_secs())
+    }
+}
+
 impl fmt::Display for LeaseRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -30,6 +30,7 @@
 //! * [`demo`], [`bench`]: the embedded default and the benchmarks, on in-process dev nodes.
 
 pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod control;

@@ -102,6 +102,26 @@ async fn dispatch(command: Command) -> u8 {
             );
             exit::OK
         }
+        Command::Check { config, json } => {
+            let config = match load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let report = standby::check::check(&config).await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serialises")
+                );
+            } else {
+                print!("{report}");
+            }
+            if report.passed() {
+                exit::OK
+            } else {
+                exit::REFUSED
+            }
+        }
         Command::Man => {
             use clap::CommandFactory;
             match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {

@@ -305,42 +305,54 @@ pub async fn primary_identity(
     cancel: &CancellationToken,
     shared: &Shared,
 ) -> Result<Option<PrimaryId>, StageError> {
-    let options = ReadOptions {
-        embed: Embed::Rich,
-        long_poll: Some(reader::LONG_POLL),
-        resolve_link_tos: Some(false),
-    };
     loop {
-        let page = match retry(
+        match retry(
             "identify the primary",
             cancel,
             |e| shared.note_retry("reader", e),
-            || {
-                primary.read_all_forward(
-                    Position::START,
-                    PageSize::new(1).expect("1 is valid"),
-                    &options,
-                )
-            },
+            || first_record_id(primary, Some(reader::LONG_POLL)),
         )
         .await
         {
-            Ok(p) => p,
+            Ok(Some(id)) => return Ok(Some(id)),
+            Ok(None) => tracing::info!("the primary's $all is empty; waiting for its first event"),
             Err(Gave::Cancelled) => return Ok(None),
             Err(Gave::Up(e)) => return Err(StageError::Primary(e)),
-        };
-        if let Some(entry) = page.entries.first() {
-            let id = match entry {
-                Entry::Event(e) => e.event_id.to_string(),
-                Entry::Summary(s) => s.event_id.map_or_else(
-                    || format!("{}@{}", s.revision, s.stream),
-                    |id| id.to_string(),
-                ),
-            };
-            return Ok(Some(PrimaryId(id)));
         }
-        tracing::info!("the primary's $all is empty; waiting for its first event");
     }
+}
+
+/// The id of the first record of the primary's `$all` (the identity of [`primary_identity`]),
+/// `None` while `$all` is empty. One read; with `long_poll`, an empty `$all` is watched that
+/// long for a first event.
+///
+/// # Errors
+/// Client errors.
+pub async fn first_record_id(
+    primary: &Client,
+    long_poll: Option<Duration>,
+) -> Result<Option<PrimaryId>, esdb::Error> {
+    let options = ReadOptions {
+        embed: Embed::Rich,
+        long_poll,
+        resolve_link_tos: Some(false),
+    };
+    let page = primary
+        .read_all_forward(
+            Position::START,
+            PageSize::new(1).expect("1 is valid"),
+            &options,
+        )
+        .await?;
+    Ok(page.entries.first().map(|entry| {
+        PrimaryId(match entry {
+            Entry::Event(e) => e.event_id.to_string(),
+            Entry::Summary(s) => s.event_id.map_or_else(
+                || format!("{}@{}", s.revision, s.stream),
+                |id| id.to_string(),
+            ),
+        })
+    }))
 }
 
 /// Reads the last checkpoint copy kept on the secondary, if any.

@@ -1,0 +1,205 @@
+//! `standby check` through the binary, against dev nodes in the states an operator meets: the
+//! verdict of each check, and exit 0 only when `run` can start safely.
+
+mod common;
+
+use std::path::Path;
+
+use standby::config::Ordering;
+use standby::esdb::EventData;
+use standby::position::ExpectedVersion;
+use uuid::Uuid;
+
+use common::{admin_client, clusters, write_config_file};
+
+/// Runs `standby check --json`; returns the exit code and (check → verdict).
+async fn check(config: &Path) -> (Option<i32>, Vec<(String, String, String)>) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["check", "--json", "--config"])
+        .arg(config)
+        .env("STANDBY_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("`standby check` answers within a minute, whatever the clusters do")
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let findings = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap().to_owned(),
+                f["verdict"].as_str().unwrap().to_owned(),
+                format!("{} {}", f["detail"], f["fix"]),
+            )
+        })
+        .collect();
+    (out.status.code(), findings)
+}
+
+fn verdict<'a>(findings: &'a [(String, String, String)], check: &str) -> (&'a str, &'a str) {
+    findings
+        .iter()
+        .find(|(c, _, _)| c == check)
+        .map(|(_, v, d)| (v.as_str(), d.as_str()))
+        .unwrap_or_else(|| panic!("no {check:?} in {findings:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_pair_passes_and_each_problem_fails_with_its_fix() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    primary
+        .append_events(
+            "order-1",
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let config = write_config_file(&c);
+
+    // Fresh: every check passes; plaintext with authentication is a warning.
+    let (code, findings) = check(&config).await;
+    assert_eq!(code, Some(0), "{findings:#?}");
+    for name in [
+        "primary reachable",
+        "secondary reachable",
+        "admin identity",
+        "replication user",
+        "secondary state",
+        "checkpoint file",
+        "lease",
+    ] {
+        assert_eq!(verdict(&findings, name).0, "ok", "{name}: {findings:#?}");
+    }
+    assert_eq!(verdict(&findings, "secondary security").0, "warn");
+    assert!(verdict(&findings, "secondary state").1.contains("empty"));
+
+    // Replicated and stopped: set up, a checkpoint, the lease released.
+    common::replicate_to_head(&c.config, &primary).await;
+    let (code, findings) = check(&config).await;
+    assert_eq!(code, Some(0), "{findings:#?}");
+    assert!(verdict(&findings, "secondary state").1.contains("set up"));
+    assert!(verdict(&findings, "lease").1.contains("released"));
+
+    // A checkpoint older than its copy.
+    let kept = std::fs::read(&c.config.checkpoint.path).unwrap();
+    common::rewind(&c, standby::position::Position::START).await;
+    let newer = standby::checkpoint::Checkpoint {
+        position: standby::demo::primary_head(&primary).await.unwrap(),
+        ..standby::checkpoint::CheckpointStore::read(&c.config.checkpoint.path)
+            .unwrap()
+            .unwrap()
+    };
+    admin_client(&c.secondary.url())
+        .append_events(
+            standby::pipeline::CHECKPOINT_STREAM,
+            &[EventData::json(
+                Uuid::new_v4(),
+                standby::pipeline::CHECKPOINT_EVENT_TYPE,
+                serde_json::to_vec(&newer).unwrap(),
+            )],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let (code, findings) = check(&config).await;
+    assert_eq!(code, Some(3));
+    let (v, detail) = verdict(&findings, "checkpoint file");
+    assert_eq!(v, "fail");
+    assert!(detail.contains("checkpoint recover"), "{detail}");
+    std::fs::write(&c.config.checkpoint.path, kept).unwrap();
+
+    // The login `admin` as the replication user (an admin by name on 20+ servers), with another
+    // member of $admins for setup.
+    let password = standby::esdb::Password::new("changeit");
+    admin_client(&c.secondary.url())
+        .create_user(&standby::esdb::NewUser {
+            login_name: "root",
+            full_name: "second admin",
+            groups: &["$admins"],
+            password: &password,
+        })
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let as_admin = c.dir.path().join("as-admin.toml");
+    std::fs::write(
+        &as_admin,
+        text.replacen(
+            &format!("username = {:?}", standby::demo::REPLICATOR.0),
+            "username = \"admin\"",
+            1,
+        )
+        .replacen(
+            "[secondary.admin]\nusername = \"admin\"",
+            "[secondary.admin]\nusername = \"root\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, findings) = check(&as_admin).await;
+    assert_eq!(code, Some(3));
+    let (v, detail) = verdict(&findings, "replication user");
+    assert_eq!(v, "fail");
+    assert!(detail.contains("admin"), "{detail}");
+
+    // A promoted secondary.
+    standby::control::promote(
+        &c.config,
+        &standby::control::PromoteOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (code, findings) = check(&config).await;
+    assert_eq!(code, Some(3));
+    let (v, detail) = verdict(&findings, "secondary state");
+    assert_eq!(v, "fail");
+    assert!(detail.contains("promoted"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_with_data_of_its_own_is_a_warning_and_an_unreachable_one_fails() {
+    let c = clusters(Ordering::Global).await;
+    admin_client(&c.secondary.url())
+        .append_events(
+            "local-data",
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let config = write_config_file(&c);
+    let (code, findings) = check(&config).await;
+    assert_eq!(code, Some(0), "{findings:#?}");
+    let (v, detail) = verdict(&findings, "secondary state");
+    assert_eq!(v, "warn");
+    assert!(detail.contains("user streams"), "{detail}");
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    let dead = c.dir.path().join("dead.toml");
+    std::fs::write(
+        &dead,
+        text.replacen(&c.secondary.url(), "http://127.0.0.1:9", 1),
+    )
+    .unwrap();
+    let (code, findings) = check(&dead).await;
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict(&findings, "secondary reachable").0, "fail");
+}
