@@ -132,6 +132,9 @@ pub enum Command {
         /// The output file (written completely, then renamed into place).
         #[arg(long)]
         out: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Checkpoint maintenance.
     Checkpoint {

@@ -247,12 +247,25 @@ async fn dispatch(command: Command) -> u8 {
                 json,
             )
         }
-        Command::Divergence { config, out } => {
+        Command::Divergence { config, out, json } => {
             let config = match load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             match standby::control::divergence::export(&config, &out).await {
+                Ok(export) if json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "from": export.from.to_string(),
+                            "from_source": export.from_source,
+                            "head": export.head.to_string(),
+                            "events": export.events,
+                            "out": out.display().to_string(),
+                        })
+                    );
+                    exit::OK
+                }
                 Ok(export) => {
                     println!(
                         "exported {} events of the old primary after {} ({}) up to its head {} into {}",

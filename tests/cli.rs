@@ -322,3 +322,44 @@ fn completions_and_the_man_page_name_every_command() {
         "an unknown shell is a usage error"
     );
 }
+
+/// `divergence --json` prints its summary as JSON, and it matches the export file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn divergence_prints_its_summary_as_json() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    let ev = || EventData::json(Uuid::new_v4(), "T", r#"{"a":1}"#);
+    primary
+        .append_events("before", &[ev()], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    common::replicate_to_head(&c.config, &primary).await;
+    standby::control::promote(
+        &c.config,
+        &standby::control::PromoteOptions {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    primary
+        .append_events("orphans", &[ev(), ev()], ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let config = common::write_config_file(&c);
+    let out_file = c.dir.path().join("tail.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["divergence", "--json", "--out"])
+        .arg(&out_file)
+        .arg("--config")
+        .arg(&config)
+        .env("STANDBY_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["events"], 2, "{summary}");
+    let lines = std::fs::read_to_string(&out_file).unwrap().lines().count();
+    assert_eq!(lines, 2);
+}
