@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::control::record::{parse_rfc3339, rfc3339};
-use crate::esdb::{self, Client, Embed, EventData, Lookup, PageSize, ReadOptions, StreamFrom};
+use crate::esdb::{self, Client, EventData, Lookup};
 use crate::position::{ExpectedVersion, StreamRevision};
 use crate::retry::{retry, Gave};
 
@@ -305,23 +305,14 @@ pub struct Lease {
 /// # Errors
 /// Client errors, [`LeaseError::Corrupt`], [`LeaseError::Deleted`].
 pub async fn read_head(client: &Client) -> Result<Option<Head>, LeaseError> {
-    let options = ReadOptions {
-        embed: Embed::Body,
-        long_poll: None,
-        resolve_link_tos: Some(false),
-    };
-    let one = PageSize::new(1).expect("1 is a valid page size");
-    let page = match client
-        .read_stream_backward(LEASE_STREAM, StreamFrom::Head, one, &options)
+    let entry = match client
+        .read_last_entry(LEASE_STREAM)
         .await
         .map_err(LeaseError::client)?
     {
-        Lookup::Found(page) => page,
-        Lookup::NotFound => return Ok(None),
+        Lookup::Found(Some(entry)) => entry,
+        Lookup::Found(None) | Lookup::NotFound => return Ok(None),
         Lookup::Deleted => return Err(LeaseError::Deleted),
-    };
-    let Some(entry) = page.entries.first() else {
-        return Ok(None);
     };
     let number = entry.revision();
     let corrupt = |detail: String| LeaseError::Corrupt { number, detail };

@@ -24,13 +24,8 @@ fn events(n: usize, ty: &str) -> Vec<EventData> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
-    let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
-
-    // `capped`: 20 events, then $maxCount 5 → after the scavenge $all holds events 15..19.
+/// `capped`: 20 events, then `$maxCount` 5: after a scavenge `$all` holds events 15..19.
+async fn capped(primary: &standby::esdb::Client) {
     primary
         .append_events("capped", &events(20, "Tick"), ExpectedVersion::NoStream)
         .await
@@ -44,6 +39,15 @@ async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+
+    capped(&primary).await;
     // `reborn`: 6 events, soft-deleted, recreated with 2 more → after the scavenge, 6 and 7 remain.
     primary
         .append_events("reborn", &events(6, "Old"), ExpectedVersion::NoStream)
@@ -196,19 +200,7 @@ async fn an_offset_record_whose_answer_was_lost_is_retried_as_the_same_record() 
     let c = clusters(Ordering::Global).await;
     let primary = admin_client(&c.primary.url());
     let secondary = admin_client(&c.secondary.url());
-    primary
-        .append_events("capped", &events(20, "Tick"), ExpectedVersion::NoStream)
-        .await
-        .unwrap();
-    primary
-        .write_stream_metadata(
-            "capped",
-            Uuid::new_v4(),
-            Bytes::from_static(br#"{"$maxCount":5}"#),
-            ExpectedVersion::Any,
-        )
-        .await
-        .unwrap();
+    capped(&primary).await;
     c.primary.scavenge().expect("scavenge");
     c.secondary
         .time_out_writes_after_commit(standby::offsets::OFFSETS_STREAM, 1);

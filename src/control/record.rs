@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::esdb::{self, Client, Embed, EventData, Lookup, PageSize, ReadOptions, StreamFrom};
+use crate::esdb::{self, Client, EventData, Lookup};
 use crate::position::{Epoch, ExpectedVersion, Position, StreamRevision};
 
 /// The control stream (a system stream: only `$admins` may write it by default).
@@ -167,22 +167,10 @@ impl ControlError {
 /// # Errors
 /// [`ControlError`].
 pub async fn read(client: &Client) -> Result<Option<Control>, ControlError> {
-    let options = ReadOptions {
-        embed: Embed::Body,
-        long_poll: None,
-        resolve_link_tos: Some(false),
-    };
-    let one = PageSize::new(1).expect("1 is a valid page size");
-    let page = match client
-        .read_stream_backward(CONTROL_STREAM, StreamFrom::Head, one, &options)
-        .await?
-    {
-        Lookup::Found(page) => page,
-        Lookup::NotFound => return Ok(None),
+    let entry = match client.read_last_entry(CONTROL_STREAM).await? {
+        Lookup::Found(Some(entry)) => entry,
+        Lookup::Found(None) | Lookup::NotFound => return Ok(None),
         Lookup::Deleted => return Err(ControlError::Deleted),
-    };
-    let Some(entry) = page.entries.first() else {
-        return Ok(None);
     };
     let number = entry.revision();
     let data = entry

@@ -598,6 +598,36 @@ impl Client {
         response::decode_entry(&info, &resp)
     }
 
+    /// The newest entry of `stream` (data embedded, links unresolved): [`Lookup::Found`] with
+    /// `None` when the stream has no readable event. For standby's own state streams, whose head
+    /// is the current record.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_stream_backward`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a read has no side effects.
+    pub async fn read_last_entry(&self, stream: &str) -> Result<Lookup<Option<Entry>>, Error> {
+        let options = ReadOptions {
+            embed: Embed::Body,
+            long_poll: None,
+            resolve_link_tos: Some(false),
+        };
+        let one = PageSize::new(1).expect("1 is a valid page size");
+        Ok(
+            match self
+                .read_stream_backward(stream, StreamFrom::Head, one, &options)
+                .await?
+            {
+                Lookup::Found(page) => Lookup::Found(page.entries.into_iter().next()),
+                Lookup::NotFound => Lookup::NotFound,
+                Lookup::Deleted => Lookup::Deleted,
+            },
+        )
+    }
+
     /// Reads the last record of the metastream `$$stream` (number, id, data): the only one a
     /// metastream keeps readable (§4.5). `None` when `$$stream` holds no record: the server
     /// answers a read of the empty metastream of an existing stream with the document `{}`.
