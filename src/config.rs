@@ -42,6 +42,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("replication.exclude", Kind::List),
     ("replication.lease_secs", Kind::Int),
     ("promotion.write_roles", Kind::List),
+    ("promotion.fence_timeout_secs", Kind::Int),
     ("metrics.listen", Kind::Str),
     ("metrics.ready_window_secs", Kind::Int),
 ];
@@ -101,13 +102,31 @@ fn default_ready_window() -> u64 {
     60
 }
 
-/// What `promote` opens the secondary to.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What `promote` opens the secondary to, and how long it may take to prove the fence.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromotionConfig {
     /// Who may write user streams after promotion (`$w`, `$d`, `$mw` of `$userStreamAcl`).
     /// Unset: the rights the secondary's `$settings` gave before setup fenced it.
     pub write_roles: Option<Vec<String>>,
+    /// How long `promote` waits for every secondary node to refuse the replication user after
+    /// revoking it. The server drops cached credentials about 1 s after a disable, up to ~20 s
+    /// when it struggles (research §1.2), so the default leaves a wide margin.
+    #[serde(default = "default_fence_timeout")]
+    pub fence_timeout_secs: u64,
+}
+
+impl Default for PromotionConfig {
+    fn default() -> Self {
+        PromotionConfig {
+            write_roles: None,
+            fence_timeout_secs: default_fence_timeout(),
+        }
+    }
+}
+
+fn default_fence_timeout() -> u64 {
+    60
 }
 
 /// A second identity on the secondary, for setup and promotion: a member of `$admins`.
@@ -463,6 +482,11 @@ impl Config {
         if self.primary.url.trim_end_matches('/') == self.secondary.url.trim_end_matches('/') {
             return Err(Error::Invalid(
                 "primary.url and secondary.url are the same: replicating a cluster into itself would duplicate every event".into(),
+            ));
+        }
+        if self.promotion.fence_timeout_secs == 0 {
+            return Err(Error::Invalid(
+                "promotion.fence_timeout_secs must be at least 1: promotion must see the replication user refused before it writes the epoch".into(),
             ));
         }
         if self.metrics.ready_window_secs == 0 {

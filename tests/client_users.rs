@@ -44,6 +44,13 @@ async fn can_authenticate(c: &Client) -> bool {
     }
 }
 
+/// Waits (bounded) until a credential poll that started after the call has run.
+async fn credential_poll(node: &Node) {
+    tokio::time::timeout(std::time::Duration::from_secs(30), node.credential_poll())
+        .await
+        .expect("a credential poll within 30 s");
+}
+
 #[tokio::test]
 async fn create_get_disable_enable_reset() {
     for profile in [Profile::V5, Profile::V20, Profile::V21_10, Profile::V25] {
@@ -73,6 +80,8 @@ async fn create_get_disable_enable_reset() {
         let repl = client(&node, "repl", "repl-pw");
         assert!(can_authenticate(&repl).await, "{profile}");
         admin.disable_user("repl").await.unwrap();
+        // The server drops cached credentials at its next notification poll (about 1 s).
+        credential_poll(&node).await;
         assert!(!can_authenticate(&repl).await, "{profile}: disabled");
         assert!(can_authenticate(&admin).await);
         let details = admin.get_user("repl").await.unwrap().found().unwrap();
@@ -86,6 +95,7 @@ async fn create_get_disable_enable_reset() {
             .reset_password("repl", &Password::new("next-pw"))
             .await
             .unwrap();
+        credential_poll(&node).await;
         assert!(!can_authenticate(&repl).await, "{profile}: old password");
         assert!(can_authenticate(&client(&node, "repl", "next-pw")).await);
         node.stop().await;

@@ -771,3 +771,249 @@ async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings
         .await
         .expect("applications write to the primary again");
 }
+
+/// One request of a zombie replicator: when it was sent, and whether it was refused (401), written,
+/// or failed otherwise.
+#[derive(Debug)]
+struct ZombieRequest {
+    sent: std::time::Instant,
+    event_id: Uuid,
+    outcome: Result<(), String>,
+    refused: bool,
+}
+
+const ZOMBIE_STREAM: &str = "zombie";
+
+/// A replicator that was not stopped: appends with the replication user's credentials every
+/// 10 ms to a user stream whose own `$acl` admits it (as an ACL copied from the primary would), so
+/// only the disabled account, not the closed `$settings`, can stop it.
+async fn zombie(c: &DemoClusters, stop: CancellationToken) -> JoinHandle<Vec<ZombieRequest>> {
+    let admin = admin_client(&c.secondary.url());
+    admin
+        .write_stream_metadata(
+            ZOMBIE_STREAM,
+            Uuid::new_v4(),
+            Bytes::from(format!(r#"{{"$acl":{{"$w":"{}"}}}}"#, REPLICATOR.0)),
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for i in 0..100_000u64 {
+            if stop.is_cancelled() {
+                break;
+            }
+            let events = one_event(i);
+            let at = std::time::Instant::now();
+            let result = replicator
+                .append_events(ZOMBIE_STREAM, &events, ExpectedVersion::Any)
+                .await;
+            sent.push(ZombieRequest {
+                sent: at,
+                event_id: events[0].event_id,
+                refused: matches!(result, Err(esdb::Error::Unauthorized { .. })),
+                outcome: result.map(|_| ()).map_err(|e| e.to_string()),
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent
+    })
+}
+
+/// Waits (bounded) until the zombie has written `n` events.
+async fn zombie_writing(secondary: &Client, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Lookup::Found(page) = secondary
+            .read_stream_forward(
+                ZOMBIE_STREAM,
+                StreamRevision::START,
+                PageSize::MAX,
+                &ReadOptions::embed(Embed::None),
+            )
+            .await
+            .unwrap()
+        {
+            if page.entries.len() >= n {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the zombie never wrote"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every record of the secondary's `$all` as `(stream, event id)`, oldest first.
+async fn all_records(secondary: &Client) -> Vec<(String, Option<Uuid>)> {
+    let mut out = Vec::new();
+    let mut from = Position::START;
+    for _ in 0..10_000 {
+        let page = secondary
+            .read_all_forward(from, PageSize::MAX, &ReadOptions::embed(Embed::Rich))
+            .await
+            .unwrap();
+        out.extend(page.entries.iter().map(|e| {
+            (
+                e.stream().to_owned(),
+                e.as_event().map(|event| event.event_id),
+            )
+        }));
+        match page.next {
+            Some(next) if !page.entries.is_empty() && !page.is_end => from = next,
+            _ => return out,
+        }
+    }
+    panic!("$all did not end");
+}
+
+/// No zombie event lies after the promotion's epoch record in `$all`; returns how many lie
+/// before it.
+async fn assert_no_zombie_after_the_epoch(secondary: &Client) -> usize {
+    let records = all_records(secondary).await;
+    let epoch = records
+        .iter()
+        .rposition(|(stream, _)| stream == CONTROL_STREAM)
+        .expect("an epoch record");
+    let after: Vec<_> = records[epoch + 1..]
+        .iter()
+        .filter(|(stream, _)| stream == ZOMBIE_STREAM)
+        .collect();
+    assert!(after.is_empty(), "zombie events after the epoch: {after:?}");
+    records[..epoch]
+        .iter()
+        .filter(|(stream, _)| stream == ZOMBIE_STREAM)
+        .count()
+}
+
+/// Every zombie request sent after `promote` returned was refused with 401.
+fn assert_refused_after(requests: &[ZombieRequest], returned: std::time::Instant) {
+    let late: Vec<_> = requests.iter().filter(|r| r.sent > returned).collect();
+    assert!(!late.is_empty(), "the zombie kept sending after promote");
+    let accepted: Vec<_> = late.iter().filter(|r| !r.refused).collect();
+    assert!(
+        accepted.is_empty(),
+        "requests sent after promote returned and not refused: {accepted:?}"
+    );
+}
+
+async fn zombie_promotion(c: &DemoClusters) {
+    let secondary = admin_client(&c.secondary.url());
+    let stop = CancellationToken::new();
+    let zombie = zombie(c, stop.clone()).await;
+    zombie_writing(&secondary, 5).await;
+
+    let report = control::promote(&c.config, &forced("zombie drill"))
+        .await
+        .expect("promote");
+    let returned = std::time::Instant::now();
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s == "fence proven: the replication user is refused on 1 node"),
+        "{report}"
+    );
+    // Let the zombie send for a while after the return, then stop it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < returned + Duration::from_millis(300) {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    let requests = zombie.await.unwrap();
+
+    assert_refused_after(&requests, returned);
+    let before = assert_no_zombie_after_the_epoch(&secondary).await;
+    let written = requests.iter().filter(|r| r.outcome.is_ok()).count();
+    assert!(before >= 5, "the zombie wrote before the promotion");
+    assert_eq!(
+        before, written,
+        "every acknowledged zombie write lies before the epoch"
+    );
+    let on_log: std::collections::HashSet<Uuid> = all_records(&secondary)
+        .await
+        .into_iter()
+        .filter_map(|(_, id)| id)
+        .collect();
+    for r in requests.iter().filter(|r| r.outcome.is_ok()) {
+        assert!(on_log.contains(&r.event_id));
+    }
+}
+
+/// A replicator that keeps writing with its cached credentials while `promote` runs: `promote`
+/// returns only once the secondary refuses it, so nothing it sends lands after the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_proves_the_fence_against_a_zombie_replicator() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 100).await;
+    zombie_promotion(&c).await;
+}
+
+/// The same with the server's notification poll slowed to 10 s (as after read errors): promote
+/// waits for it instead of returning with a leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_waits_for_a_slow_credential_poll() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 100).await;
+    c.secondary
+        .set_credential_poll_interval(Duration::from_secs(10));
+    // The poll due now runs; the next one 10 s later.
+    tokio::time::timeout(Duration::from_secs(30), c.secondary.credential_poll())
+        .await
+        .expect("a credential poll");
+    zombie_promotion(&c).await;
+}
+
+/// With the poll held the secondary never drops the cached replication user: promote exits 3
+/// after `promotion.fence_timeout_secs` and promotes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_refuses_when_the_replication_user_stays_cached() {
+    let mut c = clusters(Ordering::Global).await;
+    replicated(&c, 100).await;
+    c.config.promotion.fence_timeout_secs = 3;
+    let secondary = admin_client(&c.secondary.url());
+    let stop = CancellationToken::new();
+    let zombie = zombie(&c, stop.clone()).await;
+    zombie_writing(&secondary, 5).await;
+    c.secondary.hold_credential_poll(true);
+
+    let err = control::promote(&c.config, &forced("held"))
+        .await
+        .expect_err("the fence cannot be proven");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("Nothing was promoted"), "{text}");
+    assert!(text.contains("restart"), "{text}");
+    let records = control_records(&secondary).await;
+    assert!(
+        records.iter().all(|r| r.role != Role::Primary),
+        "no epoch of role primary: {records:?}"
+    );
+    // The secondary stays closed to applications.
+    let app = client_as(&c.secondary.url(), APPLICATION);
+    assert!(matches!(
+        app.append_events("app-stream", &one_event(1), ExpectedVersion::Any)
+            .await,
+        Err(esdb::Error::Unauthorized { .. })
+    ));
+    stop.cancel();
+    let requests = zombie.await.unwrap();
+    assert!(
+        requests.iter().any(|r| r.outcome.is_ok()),
+        "the zombie wrote while cached"
+    );
+
+    // Once the poll runs, the same command proves the fence and promotes.
+    c.secondary.hold_credential_poll(false);
+    let report = control::promote(&c.config, &forced("released"))
+        .await
+        .expect("promote");
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_no_zombie_after_the_epoch(&secondary).await;
+}

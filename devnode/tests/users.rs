@@ -1,10 +1,14 @@
 //! User management over HTTP (`/users`): statuses and bodies of `UsersController`, disabled
-//! accounts refused at authentication, persistence in `$user-<login>` streams across restarts.
+//! accounts refused at authentication once the credential poll has dropped them from the cache,
+//! persistence in `$user-<login>` streams across restarts.
 
 mod common;
 
 use common::*;
-use devnode::{Node, NodeConfig, Profile};
+use std::time::Duration;
+
+use devnode::store::EventRead;
+use devnode::{Node, NodeConfig, Profile, User};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -127,8 +131,16 @@ async fn create_get_and_duplicate() {
     node.stop().await;
 }
 
+/// Waits (bounded) for a credential poll that started after the call: every user change answered
+/// before is then in force, as on the real server about 1 s after the change.
+async fn poll(node: &Node) {
+    tokio::time::timeout(Duration::from_secs(30), node.credential_poll())
+        .await
+        .expect("a credential poll within 30 s");
+}
+
 #[tokio::test]
-async fn disable_refuses_the_next_request_and_enable_restores_it() {
+async fn disable_refuses_after_the_credential_poll_and_enable_restores_it() {
     let (node, api) = start(Profile::V25).await;
     seed_stream(&api).await;
     assert_eq!(create(&api, "repl", "pw", &["$admins"]).await.status, 201);
@@ -141,7 +153,9 @@ async fn disable_refuses_the_next_request_and_enable_restores_it() {
         r.json(),
         json!({"loginName": "repl", "success": true, "error": "Success"})
     );
-    // The very next request: the same 401 as a wrong password (v20+: `X-Basic` challenge).
+    // Once the poll has dropped the cached login: the same 401 as a wrong password (v20+:
+    // `X-Basic` challenge).
+    poll(&node).await;
     let refused = repl.get("/streams/orders").await;
     assert_eq!(refused.status, 401);
     assert_eq!(
@@ -201,6 +215,8 @@ async fn reset_and_change_password() {
     )
     .await;
     assert_eq!(r.status, 200);
+    // The cached hash is the old one until the poll drops it: the new password is refused.
+    poll(&node).await;
     assert_eq!(read_status(&api.as_user("repl", "newer")).await, 200);
 
     // The server notifies its credential caches through this stream.
@@ -375,7 +391,7 @@ async fn settings_change_applies_to_the_next_request_of_a_new_user() {
     )]);
     assert_eq!(api.append("$settings", None, &settings).await.status, 201);
     assert_eq!(read_status(&bob).await, 401);
-    // Adding bob to the group takes effect at once as well.
+    // Adding bob to the group takes effect at the next credential poll (cached roles before).
     let r = api
         .send(
             Method::PUT,
@@ -385,6 +401,150 @@ async fn settings_change_applies_to_the_next_request_of_a_new_user() {
         )
         .await;
     assert_eq!(r.status, 200);
+    poll(&node).await;
     assert_eq!(read_status(&bob).await, 200);
     node.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_user_keeps_working_from_the_cache_until_the_poll_drops_it() {
+    for profile in [Profile::V5, Profile::V20, Profile::V21_10, Profile::V25] {
+        let (node, api) = start(profile).await;
+        seed_stream(&api).await;
+        assert_eq!(create(&api, "repl", "pw", &[]).await.status, 201);
+        let repl = api.as_user("repl", "pw");
+        // Authenticated once: cached.
+        assert_eq!(read_status(&repl).await, 200, "{profile}");
+
+        node.hold_credential_poll(true);
+        assert_eq!(command(&api, "repl", "disable").await.status, 200);
+        for _ in 0..5 {
+            assert_eq!(
+                read_status(&repl).await,
+                200,
+                "{profile}: cached while held"
+            );
+        }
+        // Failures are never cached successes.
+        assert_eq!(read_status(&api.as_user("repl", "bad")).await, 401);
+        assert_eq!(read_status(&api.as_user("ghost", "pw")).await, 401);
+        // A reset password: the old one still works from the cache, the new one is refused.
+        let r = post_json(
+            &api,
+            "/users/repl/command/reset-password",
+            json!({"newPassword": "pw2"}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(read_status(&repl).await, 200, "{profile}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), node.credential_poll())
+                .await
+                .is_err(),
+            "{profile}: no poll runs while held"
+        );
+
+        node.hold_credential_poll(false);
+        poll(&node).await;
+        assert_eq!(
+            read_status(&repl).await,
+            401,
+            "{profile}: dropped by the poll"
+        );
+        assert_eq!(
+            read_status(&api.as_user("repl", "pw2")).await,
+            401,
+            "disabled"
+        );
+        // Enable writes no notification and a disabled account was never cached: at once.
+        assert_eq!(command(&api, "repl", "enable").await.status, 200);
+        assert_eq!(
+            read_status(&api.as_user("repl", "pw2")).await,
+            200,
+            "{profile}"
+        );
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_poll_delays_the_disable_until_it_runs() {
+    let (node, api) = start(Profile::V25).await;
+    seed_stream(&api).await;
+    assert_eq!(create(&api, "repl", "pw", &[]).await.status, 201);
+    let repl = api.as_user("repl", "pw");
+    assert_eq!(read_status(&repl).await, 200);
+    node.set_credential_poll_interval(Duration::from_secs(3600));
+    // The poll due now runs; the next one an hour after it.
+    poll(&node).await;
+    assert_eq!(command(&api, "repl", "disable").await.status, 200);
+    assert_eq!(read_status(&repl).await, 200, "cached until the next poll");
+    node.set_credential_poll_interval(Duration::from_millis(10));
+    poll(&node).await;
+    assert_eq!(read_status(&repl).await, 401);
+    node.stop().await;
+}
+
+/// §1.4: v5 and v20 write the notification before the account, 21.10.2+ after it.
+#[tokio::test]
+async fn user_records_are_written_in_the_profile_s_order() {
+    for (profile, notification_first) in [
+        (Profile::V5, true),
+        (Profile::V20, true),
+        (Profile::V21_10, false),
+        (Profile::V25, false),
+    ] {
+        let (node, api) = start(profile).await;
+        assert_eq!(create(&api, "repl", "pw", &[]).await.status, 201);
+        assert_eq!(command(&api, "repl", "disable").await.status, 200);
+        let store = node.store();
+        let pos = |stream: &str, n: i64| match store.read_event(stream, Some(n), false) {
+            EventRead::Ok { event, .. } => event.original().pos,
+            _ => panic!("{stream}/{n} missing"),
+        };
+        let notification = pos("$users-password-notifications", 0);
+        let updated = pos("$user-repl", 1);
+        assert_eq!(notification < updated, notification_first, "{profile}");
+        node.stop().await;
+    }
+}
+
+/// §3: in v20+ the login `admin` is an administrator by name, whatever its groups.
+#[tokio::test]
+async fn the_admin_login_is_an_admin_by_name_from_v20_on() {
+    for (profile, admin) in [
+        (Profile::V5, false),
+        (Profile::V20, true),
+        (Profile::V21_10, true),
+        (Profile::V25, true),
+    ] {
+        let cfg = NodeConfig::memory()
+            .profile(profile)
+            .user(User::new("admin", "changeit", &[]))
+            .user(User::new("root", "pw", &["$admins"]));
+        let node = Node::start(cfg).await.unwrap();
+        let api = Api::new(&node.url()).as_user("admin", "changeit");
+        let expected = if admin { 200 } else { 401 };
+        let users = api.get_with("/users", &[("Accept", JSON)]).await;
+        assert_eq!(users.status, expected, "{profile}: GET /users");
+        // System streams are `$admins`-only by default.
+        let r = api
+            .append(
+                "$ops-only",
+                None,
+                &json!([event(&new_id(), "t", json!({}))]),
+            )
+            .await;
+        let expected = if admin { 201 } else { 401 };
+        assert_eq!(r.status, expected, "{profile}: system stream write");
+        // Another login without `$admins` stays an ordinary user.
+        let root = Api::new(&node.url()).as_user("root", "pw");
+        assert_eq!(create(&root, "bob", "pw", &[]).await.status, 201);
+        let bob = Api::new(&node.url()).as_user("bob", "pw");
+        assert_eq!(
+            bob.get_with("/users", &[("Accept", JSON)]).await.status,
+            401
+        );
+        node.stop().await;
+    }
 }

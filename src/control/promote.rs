@@ -8,20 +8,26 @@
 //! 3. refuse without `--force` when the primary answers or the lag exceeds `--max-lag`;
 //! 4. revoke the replication user: disable its account (it can no longer authenticate), and close
 //!    `$settings` to everyone but `$admins`;
-//! 5. wait until the secondary's log is quiet: a write authenticated just before the revocation
-//!    may still land, and it must land before the epoch, not after;
-//! 6. append the new epoch with the expected version read in 1 — the commit point: of two
+//! 5. prove the revocation: the server caches credentials and drops a disabled user only when it
+//!    next polls `$users-password-notifications` (about 1 s, up to ~20 s when it struggles;
+//!    research `real-server-behaviour.md` §1), so send requests with the replication user's own
+//!    credentials to every secondary node until each refuses them, bounded by
+//!    `promotion.fence_timeout_secs`; on timeout nothing is promoted;
+//! 6. wait until the secondary's user streams are quiet: a write authenticated just before the
+//!    revocation may still land, and it must land before the epoch, not after;
+//! 7. append the new epoch with the expected version read in 1 — the commit point: of two
 //!    concurrent promotions exactly one passes, the other reports the winner;
-//! 7. open `$settings` to applications without re-admitting the replication user;
-//! 8. `--fence-primary`: close the old primary's `$settings` likewise.
+//! 8. open `$settings` to applications without re-admitting the replication user;
+//! 9. `--fence-primary`: close the old primary's `$settings` likewise.
 //!
-//! Steps before 6 only take rights away, so repeating them is harmless; a promotion interrupted
-//! after 6 is completed by re-running `promote` (it reopens a secondary left closed).
+//! Steps before 7 only take rights away, so repeating them is harmless; a promotion interrupted
+//! after 7 is completed by re-running `promote` (it reopens a secondary left closed).
 //!
 //! `switchover` fences the primary first, waits until the secondary holds everything the primary
 //! acknowledged, checks the tail's event ids, then promotes: nothing is lost. When it cannot, it
 //! removes the primary's fence again and says why.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -32,16 +38,23 @@ use super::record::{self, Appended, Control, ControlError, DataLoss, EpochRecord
 use super::tail::{self, Tail, TailEvent};
 use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
-use crate::esdb::{self, Client, Lookup, SystemSettings};
+use crate::esdb::{
+    self, Client, ClientConfig, Embed, EventData, Lookup, PageSize, ReadOptions, SystemSettings,
+};
 use crate::offsets::StreamOffsets;
 use crate::pipeline::checkpoint_copy;
-use crate::position::{Epoch, ExpectedVersion, Position};
+use crate::position::{Epoch, ExpectedVersion, Position, StreamRevision};
 use crate::status::{last_timestamp_before, parse_timestamp, public_url};
 
-/// How long the secondary's log must stay unchanged after revocation before the epoch is written.
+/// How long the secondary's user streams must stay unwritten after the fence is proven before the
+/// epoch is written (a request authorized before the revocation may still be committing).
 pub const SETTLE: Duration = Duration::from_secs(1);
-/// Give up waiting for a quiet log after this long.
+/// Give up waiting for quiet user streams after this long.
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// Pause between two rounds of fence probes.
+const PROBE_PAUSE: Duration = Duration::from_millis(100);
+/// The user stream the write-ACL probe appends to, with an expected version it can never meet.
+pub const FENCE_PROBE_STREAM: &str = "standby-fence-probe";
 /// Missing events listed in a report (all are counted).
 pub const LISTED_MISSING: usize = 10;
 
@@ -194,6 +207,10 @@ struct Sides {
     admin: Client,
     admin_login: String,
     replicator: String,
+    /// The replication user's client settings for the secondary (`[secondary]`), used to prove
+    /// the fence with its own credentials.
+    replicator_config: ClientConfig,
+    fence_timeout: Duration,
 }
 
 impl Sides {
@@ -221,11 +238,17 @@ impl Sides {
             crate::pipeline::clients(config).map_err(|e| PromoteError::Config(e.to_string()))?;
         let admin = Client::new(admin_config)
             .map_err(|e| PromoteError::Config(format!("[secondary.admin] {e}")))?;
+        let replicator_config = config
+            .secondary
+            .client_config()
+            .map_err(|e| PromoteError::Config(format!("[secondary] {e}")))?;
         Ok(Sides {
             primary,
             admin,
             admin_login,
             replicator,
+            replicator_config,
+            fence_timeout: Duration::from_secs(config.promotion.fence_timeout_secs.max(1)),
         })
     }
 }
@@ -399,9 +422,11 @@ async fn promote_with(
         ));
     }
     let user = replicator(sides, &mut warnings).await?;
-    if user.groups.iter().any(|g| g == ADMINS) {
+    // v20+ also treat the login `admin` as an admin whatever its groups (research §3,
+    // `src/KurrentDB.Core/Authorization/WellKnownAssertions.cs`).
+    if user.groups.iter().any(|g| g == ADMINS) || sides.replicator == "admin" {
         let text = format!(
-            "the replication user {:?} is a member of $admins: admins bypass ACLs, so it cannot be fenced and a running replicator could keep writing after promotion",
+            "the replication user {:?} is an admin (a member of $admins, or the login `admin`, an admin by name since v20): admins bypass ACLs, so it cannot be fenced and a running replicator could keep writing after promotion",
             sides.replicator
         );
         if !options.force {
@@ -522,7 +547,7 @@ async fn promote_with(
             missing: missing_of(&tail),
             steps: vec![
                 format!("would disable the replication user {:?}", sides.replicator),
-                "would close $settings to everyone but $admins, wait for a quiet log, write the epoch, then open $settings to applications".into(),
+                "would close $settings to everyone but $admins, wait until every secondary node refuses the replication user, wait for quiet user streams, write the epoch, then open $settings to applications".into(),
             ],
             warnings,
             primary_settings_before: None,
@@ -552,9 +577,21 @@ async fn promote_with(
         .await
         .map_err(|e| secondary_err("closing $settings", e))?;
     steps.push("closed the secondary's $settings to everyone but $admins".into());
+    let probe = if user.can_disable {
+        Probe::Authentication
+    } else {
+        Probe::WriteAcl
+    };
+    let nodes = prove_fence(sides, probe).await?;
+    steps.push(format!(
+        "fence proven: the replication user is refused on {nodes} node{}",
+        if nodes == 1 { "" } else { "s" }
+    ));
     settle(&sides.admin).await?;
-    steps
-        .push("the secondary's log is quiet: no write of the replication user is in flight".into());
+    steps.push(
+        "the secondary's user streams are quiet: no write of the replication user is in flight"
+            .into(),
+    );
 
     // Measure again: the replicator may have applied more before it was revoked.
     applied = last_applied(config, &sides.admin).await?;
@@ -740,27 +777,162 @@ async fn unfence_primary(
     Ok(now.as_ref() == Some(&settings))
 }
 
-/// Waits until the secondary's `$all` head has not moved for [`SETTLE`].
+/// How a probe tells that the replication user is revoked on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// The account was disabled: `GET /users/$current` with its credentials. It needs nothing
+    /// but authentication, so its 401 means the node no longer accepts the credentials (the
+    /// cached principal is gone), never that some ACL happens to exclude the user. A write to a
+    /// `$standby-*` stream would be refused by the `$admins`-only default of system streams when
+    /// setup never granted them, mistaking an enabled user for a fenced one. It writes nothing.
+    Authentication,
+    /// No user management: only the write ACL fences the user. An append to a user stream with
+    /// an expected version no stream reaches: refused with 401 by the closed `$settings`, or
+    /// answered "wrong expected version" (nothing written) while the user may still write.
+    WriteAcl,
+}
+
+/// The HTTP addresses of every node of the secondary cluster: the alive members of `/gossip`
+/// when the node serves it, else the configured URL.
+async fn secondary_nodes(sides: &Sides) -> Vec<reqwest::Url> {
+    let configured = sides.replicator_config.base_url.clone();
+    let mut urls = BTreeSet::new();
+    if let Ok(gossip) = sides.admin.gossip().await {
+        for member in gossip.members.iter().filter(|m| m.is_alive) {
+            let Some(endpoint) = &member.http_endpoint else {
+                continue;
+            };
+            let mut url = configured.clone();
+            if url.set_host(Some(&endpoint.host)).is_ok()
+                && url.set_port(Some(endpoint.port)).is_ok()
+            {
+                urls.insert(url);
+            }
+        }
+    }
+    if urls.is_empty() {
+        urls.insert(configured);
+    }
+    urls.into_iter().collect()
+}
+
+/// Whether `node` refuses the replication user's request.
+async fn refuses(client: &Client, probe: Probe) -> Result<bool, esdb::Error> {
+    let answer = match probe {
+        Probe::Authentication => client.current_user().await.map(|_| ()),
+        Probe::WriteAcl => {
+            let event = EventData::json(
+                uuid::Uuid::new_v4(),
+                "standby-fence-probe",
+                bytes::Bytes::from_static(b"{}"),
+            );
+            let never = ExpectedVersion::Exact(
+                StreamRevision::new(i64::MAX as u64 - 1).unwrap_or(StreamRevision::START),
+            );
+            client
+                .append_events(FENCE_PROBE_STREAM, &[event], never)
+                .await
+                .map(|_| ())
+        }
+    };
+    match answer {
+        Err(esdb::Error::Unauthorized { .. }) => Ok(true),
+        Err(e) if e.is_transient() => Err(e),
+        _ => Ok(false),
+    }
+}
+
+/// Sends the replication user's requests to every secondary node until each refuses them;
+/// returns how many nodes were proven. Exit 3 (nothing promoted) after the fence timeout.
+async fn prove_fence(sides: &Sides, probe: Probe) -> Result<usize, PromoteError> {
+    let nodes = secondary_nodes(sides).await;
+    let mut pending = Vec::new();
+    for url in &nodes {
+        let mut config = sides.replicator_config.clone();
+        config.base_url = url.clone();
+        let client = Client::new(config)
+            .map_err(|e| PromoteError::Config(format!("[secondary] for node {url}: {e}")))?;
+        pending.push((url.clone(), client, None::<String>));
+    }
+    let deadline = Instant::now() + sides.fence_timeout;
+    // Bounded by the deadline: every round waits at least PROBE_PAUSE.
+    loop {
+        let mut still = Vec::new();
+        for (url, client, _) in pending {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining.max(PROBE_PAUSE), refuses(&client, probe)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => still.push((url, client, Some("accepted".to_owned()))),
+                Ok(Err(e)) => still.push((url, client, Some(format!("unreachable: {e}")))),
+                Err(_) => still.push((url, client, Some("no answer".to_owned()))),
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return Ok(nodes.len());
+        }
+        if Instant::now() >= deadline {
+            let which: Vec<String> = pending
+                .iter()
+                .map(|(url, _, why)| format!("{url} ({})", why.as_deref().unwrap_or("?")))
+                .collect();
+            let cause = match probe {
+                Probe::Authentication => "the node still authenticates it: its credential cache has not dropped the disabled account (it polls $users-password-notifications every 1 s, every 10 s after read errors; 5.x, 20.10 and 21.10.0-21.10.1 can keep a disabled user cached until restart)",
+                Probe::WriteAcl => "the node still lets it write user streams: the closed $settings is not in force there yet",
+            };
+            return Err(PromoteError::Refused(format!(
+                "the replication user {:?} is not refused by {} of {} secondary nodes after {:?}: {}; {cause}. Nothing was promoted: the secondary stays closed to everyone but $admins{}. By hand: stop every `standby run` against this secondary, restart the listed nodes (a restart empties the credential cache) or wait for them to refuse the user, then rerun `standby promote`; raise promotion.fence_timeout_secs for a slow cluster",
+                sides.replicator,
+                pending.len(),
+                nodes.len(),
+                sides.fence_timeout,
+                which.join(", "),
+                if probe == Probe::Authentication { " and the replication user stays disabled" } else { "" },
+            )));
+        }
+        tokio::time::sleep(PROBE_PAUSE).await;
+    }
+}
+
+/// Whether `page` holds a write to a user stream. The server writes `$` streams on its own
+/// (statistics, scavenges, elections, user management), so only user streams count.
+fn writes_user_streams(page: &esdb::AllPage) -> bool {
+    page.entries.iter().any(|e| !e.stream().starts_with('$'))
+}
+
+/// Waits until no user stream of the secondary has been written for [`SETTLE`], bounded by
+/// [`SETTLE_LIMIT`].
 async fn settle(admin: &Client) -> Result<(), PromoteError> {
     let started = Instant::now();
-    let mut head = crate::demo::primary_head(admin)
+    let mut from = crate::demo::primary_head(admin)
         .await
         .map_err(|e| secondary_err("reading the head of $all", e))?;
     let mut quiet_since = Instant::now();
     loop {
         tokio::time::sleep(SETTLE / 4).await;
-        let now = crate::demo::primary_head(admin)
-            .await
-            .map_err(|e| secondary_err("reading the head of $all", e))?;
-        if now != head {
-            head = now;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= SETTLE {
+        // Read everything written since the last look; at most 100 pages a round.
+        for _ in 0..100 {
+            let page = admin
+                .read_all_forward(from, PageSize::MAX, &ReadOptions::embed(Embed::None))
+                .await
+                .map_err(|e| secondary_err("reading $all", e))?;
+            if writes_user_streams(&page) {
+                quiet_since = Instant::now();
+            }
+            match page.next {
+                Some(next) if !page.entries.is_empty() => from = next,
+                _ => break,
+            }
+            if page.is_end {
+                break;
+            }
+        }
+        if quiet_since.elapsed() >= SETTLE {
             return Ok(());
         }
         if started.elapsed() > SETTLE_LIMIT {
             return Err(PromoteError::Refused(format!(
-                "the secondary is still being written {SETTLE_LIMIT:?} after the replication user was revoked: an admin is writing (is the replication user in $admins?). Nothing was promoted; the secondary is closed to everyone but $admins. Stop the writer and rerun"
+                "the secondary's user streams are still being written {SETTLE_LIMIT:?} after the replication user was refused everywhere: an admin is writing (is the replication user in $admins?). Nothing was promoted; the secondary is closed to everyone but $admins. Stop the writer and rerun"
             )));
         }
     }

@@ -176,6 +176,22 @@ impl Client {
         decode_user(&info, &resp)
     }
 
+    /// `GET /users/$current`: the caller's own account. Needs only an authenticated user on
+    /// every server version with user management, so a 401 means exactly that the server
+    /// refuses the client's credentials (unknown, wrong password, or disabled and no longer
+    /// cached).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unauthorized`] when the credentials are refused, other [`Error`]s.
+    #[instrument(skip_all)]
+    pub async fn current_user(&self) -> Result<Lookup<UserDetails>, Error> {
+        let call =
+            Call::new(Method::GET, self.routes.endpoint("/users/$current")).accept(media::JSON);
+        let (info, resp) = self.execute(call).await?;
+        decode_user(&info, &resp)
+    }
+
     /// `POST /users`: creates an account. Creating it again with the same password succeeds, so
     /// a retry after a lost answer is safe.
     ///

@@ -41,7 +41,8 @@ use wire::Wire;
 pub(crate) struct App {
     pub store: Arc<Store>,
     pub wire: Wire,
-    /// Accounts: the log's `$user-*` streams over the configured seeds, read on every request.
+    /// Accounts: the log's `$user-*` streams over the configured seeds, behind the credential
+    /// cache.
     pub users: UserRegistry,
     pub addr: SocketAddr,
     /// Cancelled on stop: aborts long polls.
@@ -89,7 +90,7 @@ impl Node {
         let addr = listener.local_addr()?;
         let store = Arc::new(store);
         let app = Arc::new(App {
-            users: UserRegistry::new(store.clone(), cfg.users.clone()),
+            users: UserRegistry::new(store.clone(), cfg.users.clone(), cfg.profile),
             store,
             wire: Wire::new(cfg.profile),
             addr,
@@ -102,6 +103,12 @@ impl Node {
         let router = Router::new()
             .fallback(router::handle)
             .with_state(app.clone());
+        tokio::spawn(
+            app.users
+                .cache()
+                .clone()
+                .run_poller(app.store.clone(), app.shutdown.clone()),
+        );
         let token = app.shutdown.clone();
         let server = tokio::spawn(async move {
             let res = axum::serve(listener, router)
@@ -138,6 +145,25 @@ impl Node {
             .lock()
             .expect("fault lock")
             .insert(stream.to_owned(), writes);
+    }
+
+    /// Holds (`true`) or releases the credential poller: while held, a disabled user or an old
+    /// password keeps authenticating from the cache, as on a server whose notification reads fail
+    /// (research §1.2). Lets tests open the fence's window at will.
+    pub fn hold_credential_poll(&self, hold: bool) {
+        self.app.users.cache().hold_poll(hold);
+    }
+
+    /// The poller's wait at the end of `$users-password-notifications` (default 1 s, as the
+    /// server's).
+    pub fn set_credential_poll_interval(&self, interval: Duration) {
+        self.app.users.cache().set_poll_interval(interval);
+    }
+
+    /// Returns when a credential poll that started after the call has completed: every user
+    /// change answered before the call is then in force. Never returns while the poll is held.
+    pub async fn credential_poll(&self) {
+        self.app.users.cache().poll_completed().await;
     }
 
     /// Scavenges synchronously, exactly as `POST /admin/scavenge` does for this node's profile

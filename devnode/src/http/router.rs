@@ -207,7 +207,8 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Auth {
     let Some((login, password)) = text.split_once(':') else {
         return Auth::Bad;
     };
-    // Unknown login, wrong password and disabled account all look the same.
+    // Unknown login, wrong password and disabled account all look the same; successes come from
+    // or go to the credential cache (`store::credentials`).
     match app.users.authenticate(login, password) {
         Some(p) => Auth::User(p),
         None => Auth::Bad,

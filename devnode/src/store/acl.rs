@@ -154,11 +154,15 @@ impl SystemSettings {
 pub struct Principal {
     pub login: String,
     pub groups: Vec<String>,
+    /// v20+: the login `admin` is an administrator whatever its groups
+    /// (`WellKnownAssertions.Admin` matches the name `admin` or the role `$admins`,
+    /// `src/KurrentDB.Core/Authorization/WellKnownAssertions.cs`); v5 knows roles only.
+    pub admin_by_name: bool,
 }
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
-        self.groups.iter().any(|g| g == "$admins")
+        self.admin_by_name || self.groups.iter().any(|g| g == ADMINS_ROLE)
     }
 }
 
@@ -235,6 +239,7 @@ mod tests {
         Principal {
             login: "bob".into(),
             groups: groups.iter().map(|s| s.to_string()).collect(),
+            admin_by_name: false,
         }
     }
 

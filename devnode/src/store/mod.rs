@@ -10,6 +10,7 @@
 //! * user accounts as `$user-<login>` streams ([`users`]).
 
 pub mod acl;
+pub mod credentials;
 pub mod log;
 pub mod scavenge;
 pub mod users;

@@ -16,8 +16,10 @@
 //! tests rely on, and lets `--user` change a seed's password as long as it was never changed
 //! through the API.
 //!
-//! There is no cache: every request reads the account from the store, so a change is in force for
-//! the very next request (the real server gets there through the notification stream).
+//! Authentication goes through the server's credential cache ([`super::credentials`]): a change
+//! takes effect when the notification poller drops the cached login, about 1 s later, as on the
+//! real server. The write order of a change follows the profile (§1.4 of the research): v5 and
+//! v20 write `$PasswordChanged` before `$UserUpdated`, 21.10 and later the reverse.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,11 +30,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::acl::{self, Principal, ADMINS_ROLE};
+use super::credentials::{CredentialCache, Lookup};
 use super::{
     AppendResult, DeleteResult, EventRead, ProposedEvent, ReaderVersion, Store, StoreError,
     StreamRead, DELETED_STREAM, EXPECTED_ANY, MAX_PAGE_SIZE,
 };
-use crate::config::User;
+use crate::config::{Profile, User};
 
 pub const USERS_STREAM: &str = "$users";
 pub const USER_STREAM_PREFIX: &str = "$user-";
@@ -43,7 +46,7 @@ pub const USER_UPDATED: &str = "$UserUpdated";
 pub const PASSWORD_CHANGED: &str = "$PasswordChanged";
 
 /// Rounds of [`hash_password`]; enough to make the hash not a plain checksum, cheap enough to run
-/// on every request (there is no credential cache).
+/// on every request (a cache hit hashes too).
 const HASH_ROUNDS: u32 = 64;
 
 /// The stream holding `login`'s account.
@@ -174,15 +177,28 @@ pub struct UserRegistry {
     seeds: Vec<User>,
     /// Serialises commands so each one's read-then-write sees no interleaved change.
     commands: Mutex<()>,
+    cache: Arc<CredentialCache>,
+    /// v5 and v20 write the notification before the account (the ordering race of §1.4).
+    notify_first: bool,
+    /// v20+: the login `admin` is an admin by name.
+    admin_by_name: bool,
 }
 
 impl UserRegistry {
-    pub fn new(store: Arc<Store>, seeds: Vec<User>) -> Self {
+    pub fn new(store: Arc<Store>, seeds: Vec<User>, profile: Profile) -> Self {
         UserRegistry {
             store,
             seeds,
             commands: Mutex::new(()),
+            cache: Arc::new(CredentialCache::default()),
+            notify_first: matches!(profile, Profile::V5 | Profile::V20),
+            admin_by_name: profile != Profile::V5,
         }
+    }
+
+    /// The credential cache, shared with its poller.
+    pub fn cache(&self) -> &Arc<CredentialCache> {
+        &self.cache
     }
 
     fn stored(&self, login: &str) -> Stored {
@@ -216,23 +232,40 @@ impl UserRegistry {
     }
 
     /// The principal for Basic credentials, `None` for an unknown login, a wrong password or a
-    /// disabled account (`InternalAuthenticationProvider`: all three are the same 401).
+    /// disabled account (`InternalAuthenticationProvider`: all three are the same 401). A cached
+    /// principal is answered without reading the account; only successes are cached.
     pub fn authenticate(&self, login: &str, password: &str) -> Option<Principal> {
-        let (groups, ok) = match self.stored(login) {
+        match self.cache.lookup(login, password) {
+            Lookup::Hit(p) => return Some(p),
+            Lookup::WrongPassword => return None,
+            Lookup::Miss => {}
+        }
+        let generation = self.cache.generation();
+        let (groups, salt, hash) = match self.stored(login) {
             Stored::Present { data, .. } => {
-                let ok = !data.disabled && data.verify(password);
-                (data.groups, ok)
+                if data.disabled || !data.verify(password) {
+                    return None;
+                }
+                (data.groups, data.salt, data.hash)
             }
             Stored::Never => {
                 let seed = self.seed(login)?;
-                (seed.groups.clone(), seed.password == password)
+                if seed.password != password {
+                    return None;
+                }
+                let salt = new_salt();
+                let hash = hash_password(&seed.password, &salt);
+                (seed.groups.clone(), salt, hash)
             }
             Stored::Gone => return None,
         };
-        ok.then(|| Principal {
+        let principal = Principal {
             login: login.to_owned(),
             groups,
-        })
+            admin_by_name: self.admin_by_name && login == "admin",
+        };
+        self.cache.fill(generation, salt, hash, principal.clone());
+        Some(principal)
     }
 
     /// One account, `None` when unknown or deleted.
@@ -368,8 +401,10 @@ impl UserRegistry {
         }
     }
 
-    /// Read, change, write `$UserUpdated` (`ReadUpdateWriteReply`); `notify` writes the
-    /// `$PasswordChanged` notification first, as the server does for everything but enable.
+    /// Read, change, write `$UserUpdated` (`ReadUpdateWriteReply`); `notify` also writes the
+    /// `$PasswordChanged` notification, as the server does for everything but enable: before the
+    /// account in v5/v20 (`src/EventStore.Core/Services/UserManagement/UserManagementService.cs`
+    /// @oss-v5.0.12 lines 263–274), after it from 21.10.2 on (upstream commit `7e61c241a`).
     fn update_with(
         &self,
         login: &str,
@@ -383,7 +418,7 @@ impl UserRegistry {
         if !change(&mut data) {
             return Ok(UserOutcome::Unauthorized);
         }
-        if notify {
+        if notify && self.notify_first {
             self.notify_password_changed(login)?;
         }
         let r = self.store.append(
@@ -391,10 +426,13 @@ impl UserRegistry {
             last,
             vec![user_event(USER_UPDATED, &data)],
         )?;
-        Ok(match r {
-            AppendResult::Written { .. } => UserOutcome::Done,
-            _ => UserOutcome::Conflict,
-        })
+        if !matches!(r, AppendResult::Written { .. }) {
+            return Ok(UserOutcome::Conflict);
+        }
+        if notify && !self.notify_first {
+            self.notify_password_changed(login)?;
+        }
+        Ok(UserOutcome::Done)
     }
 
     /// `PUT /users/{login}`: new full name and groups.
@@ -518,7 +556,8 @@ mod tests {
 
     fn registry() -> (Arc<Store>, UserRegistry) {
         let store = Arc::new(Store::open(&Storage::Memory, false).unwrap());
-        (store.clone(), UserRegistry::new(store, default_users()))
+        let users = UserRegistry::new(store.clone(), default_users(), Profile::V25);
+        (store, users)
     }
 
     #[test]
