@@ -1,29 +1,32 @@
 //! Every `esdb::Client` call against an in-process dev node (`devnode::Node` on `127.0.0.1:0`),
 //! for every profile (`v5`, `v20`, `v21.10` with the `ES-*` names, `v25` with the `Kurrent-*` names).
+//! v20–v25 nodes run in secure mode (TLS with the development CA), as the real servers do when
+//! they authenticate; v5 serves plain HTTP.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use devnode::{Node, NodeConfig, Profile};
-use reqwest::Url;
 use uuid::Uuid;
 
 use standby::esdb::metadata::{Acl, Roles};
 use standby::esdb::{
-    AllFrom, Client, ClientConfig, Credentials, DeleteMode, DeleteOutcome, Embed, Entry, Error,
-    EventData, HeaderFamily, Liveness, Lookup, PageSize, ReadOptions, RecordedEvent, StreamFrom,
+    AllFrom, Client, Credentials, DeleteMode, DeleteOutcome, Embed, Entry, Error, EventData,
+    HeaderFamily, Liveness, Lookup, PageSize, ReadOptions, RecordedEvent, StreamFrom,
     StreamMetadata, SystemSettings,
 };
 use standby::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 
 async fn node(profile: Profile) -> Node {
-    Node::start(NodeConfig::memory().profile(profile))
+    Node::start(common::secure(NodeConfig::memory().profile(profile)))
         .await
         .expect("dev node starts")
 }
 
 fn client_with(node: &Node, credentials: Option<Credentials>, family: HeaderFamily) -> Client {
-    let mut config = ClientConfig::new(Url::parse(&node.url()).unwrap());
+    let mut config = common::client_config(node);
     config.credentials = credentials;
     config.header_family = family;
     Client::new(config).unwrap()

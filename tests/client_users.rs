@@ -1,24 +1,23 @@
 //! The user-management calls of `esdb::Client` against an in-process dev node: the promotion
 //! path (disable the replication user so it cannot authenticate) and every error answer.
 
+mod common;
+
 use devnode::{Node, NodeConfig, Profile};
-use reqwest::Url;
 
 use standby::esdb::{
-    Client, ClientConfig, Credentials, Error, Lookup, NewUser, PageSize, Password, ReadOptions,
-    UserDetails,
+    Client, Credentials, Error, Lookup, NewUser, PageSize, Password, ReadOptions, UserDetails,
 };
 use standby::position::StreamRevision;
 
 async fn node(profile: Profile) -> Node {
-    Node::start(NodeConfig::memory().profile(profile))
+    Node::start(common::secure(NodeConfig::memory().profile(profile)))
         .await
         .expect("dev node starts")
 }
 
 fn client(node: &Node, user: &str, password: &str) -> Client {
-    let config = ClientConfig::new(Url::parse(&node.url()).unwrap())
-        .with_credentials(Credentials::new(user, password));
+    let config = common::client_config(node).with_credentials(Credentials::new(user, password));
     Client::new(config).unwrap()
 }
 

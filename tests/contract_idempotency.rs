@@ -9,18 +9,17 @@
 //!   holds the ids: after a restart it writes duplicates, as the real server does. This is why the
 //!   replicator always appends with an exact expected version.
 
+mod common;
+
 use devnode::{Node, NodeConfig, Profile};
-use reqwest::Url;
 use uuid::Uuid;
 
-use standby::esdb::{
-    Client, ClientConfig, Credentials, Embed, Error, EventData, Lookup, PageSize, ReadOptions,
-};
+use standby::esdb::{Client, Credentials, Embed, Error, EventData, Lookup, PageSize, ReadOptions};
 use standby::position::{CurrentVersion, ExpectedVersion, StreamRevision};
 
 fn client(node: &Node) -> Client {
-    let config = ClientConfig::new(Url::parse(&node.url()).unwrap())
-        .with_credentials(Credentials::new("admin", "changeit"));
+    let config =
+        common::client_config(node).with_credentials(Credentials::new("admin", "changeit"));
     Client::new(config).unwrap()
 }
 
@@ -58,18 +57,22 @@ async fn ids(client: &Client, stream: &str) -> Vec<Uuid> {
 async fn restart(node: Node, dir: &std::path::Path, profile: Profile) -> Node {
     let addr = node.addr();
     node.stop().await;
-    Node::start(NodeConfig::on_disk(dir).profile(profile).http(addr))
-        .await
-        .expect("dev node restarts on the same directory")
+    Node::start(common::secure(
+        NodeConfig::on_disk(dir).profile(profile).http(addr),
+    ))
+    .await
+    .expect("dev node restarts on the same directory")
 }
 
 #[tokio::test]
 async fn strong_idempotency_survives_restarts_and_weak_does_not() {
     for profile in [Profile::V5, Profile::V25] {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = Node::start(NodeConfig::on_disk(dir.path()).profile(profile))
-            .await
-            .unwrap();
+        let mut node = Node::start(common::secure(
+            NodeConfig::on_disk(dir.path()).profile(profile),
+        ))
+        .await
+        .unwrap();
         let c = client(&node);
 
         // Three events at expected version NoStream (event 0 is written with N = −1).

@@ -11,7 +11,7 @@ mod common;
 
 use std::fmt::Write as _;
 
-use common::{fixture, fixture_json, http_client, recorded_head};
+use common::{fixture, fixture_json, http_client, recorded_head, secure};
 use devnode::{Node, NodeConfig, Profile};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -766,7 +766,7 @@ async fn dev_node_answers_like_the_recordings() {
     let all = cases();
     assert!(all.len() >= 30, "every recorded response has a case");
     for c in all {
-        let node = Node::start(NodeConfig::memory().profile(c.profile))
+        let node = Node::start(secure(NodeConfig::memory().profile(c.profile)))
             .await
             .expect("dev node starts");
         for s in &c.setup {

@@ -1,5 +1,5 @@
-//! Node configuration: which server generation to imitate ([`Profile`]), where the log lives
-//! ([`Storage`]) and who may log in ([`User`]).
+//! Node configuration: which server generation to imitate ([`Profile`]), how its HTTP interface
+//! is secured ([`Security`]), where the log lives ([`Storage`]) and who may log in ([`User`]).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,16 +11,21 @@ use std::str::FromStr;
 /// * `V5`: Event Store 5.0.2–5.0.12 (`ES-*` headers, nulls omitted, anonymous refused, stable ETag hashes).
 /// * `V20`: EventStoreDB 20.6–21.6 (nulls omitted, `retryCount` known but null, anonymous reaches the ACL check).
 /// * `V21_10`: EventStoreDB 21.10–22.x (explicit `null`s, anonymous reaches the ACL check).
-/// * `V25`: KurrentDB 25+ (`Kurrent-*` headers first, `vnd.kurrent.*` media types, `isRedacted`,
-///   author `Kurrent`, anonymous refused).
+/// * `V25`: KurrentDB 25.0–26.1 (`Kurrent-*` headers first, `vnd.kurrent.*` media types,
+///   `isRedacted`, author `Kurrent`, anonymous refused).
+/// * `V26`: KurrentDB 26.2 (the v25 wire; plaintext may keep authentication, `--disable-tls`).
+///
+/// The security modes differ per generation (research `real-server-behaviour.md` §2): see
+/// [`Security`].
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Profile {
     V5,
     V20,
     V21_10,
-    #[default]
     V25,
+    #[default]
+    V26,
 }
 
 impl Profile {
@@ -31,7 +36,13 @@ impl Profile {
             Profile::V20 => "v20",
             Profile::V21_10 => "v21.10",
             Profile::V25 => "v25",
+            Profile::V26 => "v26",
         }
+    }
+
+    /// v20–v26.1: plaintext HTTP only with `--insecure`, which turns authentication off.
+    pub fn couples_tls_and_auth(self) -> bool {
+        matches!(self, Profile::V20 | Profile::V21_10 | Profile::V25)
     }
 }
 
@@ -50,10 +61,49 @@ impl FromStr for Profile {
             "v20" | "20" => Ok(Profile::V20),
             "v21.10" | "21.10" => Ok(Profile::V21_10),
             "v25" | "25" => Ok(Profile::V25),
+            "v26" | "26" | "v26.2" | "26.2" => Ok(Profile::V26),
             other => Err(format!(
-                "unknown profile '{other}' (expected v5, v20, v21.10 or v25)"
+                "unknown profile '{other}' (expected v5, v20, v21.10, v25 or v26)"
             )),
         }
+    }
+}
+
+/// How the HTTP interface is secured (research `real-server-behaviour.md` §2). One mode per
+/// node, as on the real server.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Security {
+    /// Nothing chosen. v5: plaintext with authentication (the only mode it has). v26: plaintext
+    /// with authentication, as `--disable-tls`, said in a log line at start. v20–v25: the node
+    /// refuses to start, as the real server does without a certificate.
+    #[default]
+    Unset,
+    /// Secure mode (v20+): TLS with this certificate chain and private key (PEM), authentication
+    /// and ACLs as usual.
+    Tls { cert_pem: Vec<u8>, key_pem: Vec<u8> },
+    /// `--insecure` (v20+): plaintext with the passthrough providers: every request runs as
+    /// `system`, credentials are ignored, ACLs bind nobody, `/users` is not served.
+    Insecure,
+    /// `--disable-tls` (v26 only, KurrentDB 26.2): plaintext with authentication.
+    DisableTls,
+}
+
+impl Security {
+    /// `tls`, `insecure`, `disable-tls` or `unset`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Security::Unset => "unset",
+            Security::Tls { .. } => "tls",
+            Security::Insecure => "insecure",
+            Security::DisableTls => "disable-tls",
+        }
+    }
+}
+
+// Never print the private key.
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -101,18 +151,21 @@ pub struct NodeConfig {
     pub http: SocketAddr,
     pub storage: Storage,
     pub profile: Profile,
+    pub security: Security,
     pub users: Vec<User>,
     /// fsync the log before answering a write (data is always `write(2)`-n before the answer).
     pub fsync: bool,
 }
 
 impl NodeConfig {
-    /// 127.0.0.1:0, in memory, profile V25, the default users, no fsync.
+    /// 127.0.0.1:0, in memory, profile V26 (plaintext with authentication), the default
+    /// users, no fsync.
     pub fn memory() -> Self {
         NodeConfig {
             http: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             storage: Storage::Memory,
             profile: Profile::default(),
+            security: Security::Unset,
             users: default_users(),
             fsync: false,
         }
@@ -128,6 +181,37 @@ impl NodeConfig {
 
     pub fn profile(mut self, p: Profile) -> Self {
         self.profile = p;
+        self
+    }
+
+    /// Secure mode: TLS with this PEM certificate chain and PEM private key.
+    pub fn tls(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.security = Security::Tls {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        };
+        self
+    }
+
+    /// Secure mode with the development certificates of `certs` (see [`crate::DevCerts`]).
+    ///
+    /// # Errors
+    ///
+    /// When the certificate files cannot be read.
+    pub fn dev_tls(self, certs: &crate::DevCerts) -> Result<Self, crate::SecurityError> {
+        let (cert, key) = certs.read()?;
+        Ok(self.tls(cert, key))
+    }
+
+    /// `--insecure`: plaintext, no authentication, no ACLs, no `/users` (v20+ profiles).
+    pub fn insecure(mut self) -> Self {
+        self.security = Security::Insecure;
+        self
+    }
+
+    /// `--disable-tls`: plaintext with authentication (v26 profile).
+    pub fn disable_tls(mut self) -> Self {
+        self.security = Security::DisableTls;
         self
     }
 
@@ -167,8 +251,9 @@ mod tests {
         assert_eq!("v20".parse::<Profile>().unwrap(), Profile::V20);
         assert_eq!("v21.10".parse::<Profile>().unwrap(), Profile::V21_10);
         assert_eq!("V25".parse::<Profile>().unwrap(), Profile::V25);
+        assert_eq!("v26".parse::<Profile>().unwrap(), Profile::V26);
         assert!("v6".parse::<Profile>().is_err());
-        assert_eq!(Profile::default(), Profile::V25);
+        assert_eq!(Profile::default(), Profile::V26);
     }
 
     #[test]
@@ -180,5 +265,7 @@ mod tests {
             .iter()
             .any(|u| u.login == "admin" && u.password == "secret"));
         assert!(!format!("{cfg:?}").contains("secret"));
+        let cfg = cfg.tls("CERT", "-----BEGIN PRIVATE KEY----- secret key");
+        assert!(!format!("{cfg:?}").contains("secret key"));
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Module map:
 //! * [`config`] – [`NodeConfig`], [`Profile`] (which server generation to imitate), [`Storage`], [`User`].
+//! * [`tls`] – secure mode: the rustls server side and the development certificates ([`DevCerts`]).
 //! * [`store`] – the storage core, free of HTTP types: append-only log with byte positions
 //!   ([`store::log`]), stream index, expected-version and idempotency rules, deletes, metadata and
 //!   ACLs ([`store::acl`]).
@@ -15,9 +16,11 @@
 pub mod config;
 pub mod http;
 pub mod store;
+pub mod tls;
 
-pub use config::{NodeConfig, Profile, Storage, User};
+pub use config::{NodeConfig, Profile, Security, Storage, User};
 pub use http::Node;
+pub use tls::{DevCerts, SecurityError};
 
 /// Errors of [`Node::start`].
 #[derive(Debug, thiserror::Error)]
@@ -26,4 +29,6 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("storage: {0}")]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
 }

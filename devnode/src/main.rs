@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use devnode::{Node, NodeConfig, Profile, Storage, User};
+use devnode::{DevCerts, Node, NodeConfig, Profile, Storage, User};
 
 /// An Event Store–compatible AtomPub HTTP node for tests and demos (not a production database).
 #[derive(Debug, Parser)]
@@ -20,9 +20,31 @@ struct Cli {
     /// Keep everything in memory (the default when --db is not given).
     #[arg(long)]
     memory: bool,
-    /// Server generation to imitate: v5, v20, v21.10 or v25.
-    #[arg(long, default_value = "v25")]
+    /// Server generation to imitate: v5, v20, v21.10, v25 (25.0–26.1) or v26 (26.2).
+    #[arg(long, default_value = "v26")]
     profile: Profile,
+    /// Secure mode: the node certificate chain (PEM). v20+ profiles.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "dev_certs"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// Secure mode: the node's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Secure mode with a development CA and node certificate for 127.0.0.1/localhost in DIR
+    /// (ca.crt, node.crt, node.key; written when missing). Give clients DIR/ca.crt.
+    #[arg(long, value_name = "DIR")]
+    dev_certs: Option<PathBuf>,
+    /// Plaintext with authentication and authorization off: every request runs as `system`
+    /// (v20+ profiles, as the real server's --insecure).
+    #[arg(long, conflicts_with_all = ["tls_cert", "dev_certs", "disable_tls"])]
+    insecure: bool,
+    /// Plaintext with authentication (v26 profile, KurrentDB 26.2).
+    #[arg(long, conflicts_with_all = ["tls_cert", "dev_certs"])]
+    disable_tls: bool,
     /// Extra user NAME:PASSWORD[:GROUP]; repeat for more. A known login is overridden.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:GROUP]", value_parser = parse_user)]
     users: Vec<User>,
@@ -72,20 +94,66 @@ async fn main() -> ExitCode {
     for u in cli.users {
         cfg = cfg.user(u);
     }
+    if cli.insecure {
+        cfg = cfg.insecure();
+    }
+    if cli.disable_tls {
+        cfg = cfg.disable_tls();
+    }
+    let mut ca_file = None;
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        match (read(cert), read(key)) {
+            (Ok(c), Ok(k)) => cfg = cfg.tls(c, k),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("devnode: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(dir) = &cli.dev_certs {
+        match DevCerts::ensure(dir).and_then(|c| {
+            ca_file = Some(c.ca_file());
+            cfg.clone().dev_tls(&c)
+        }) {
+            Ok(c) => cfg = c,
+            Err(e) => {
+                eprintln!("devnode: cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let storage = match &cfg.storage {
         Storage::Memory => "memory".to_owned(),
         Storage::Dir(d) => format!("dir {}", d.display()),
     };
     let profile = cfg.profile;
+    let security = match cfg.security.name() {
+        "unset" if profile == Profile::V26 => "disable-tls",
+        other => other,
+    };
     let node = match Node::start(cfg).await {
         Ok(n) => n,
         Err(e) => {
             eprintln!("devnode: cannot start: {e}");
+            if matches!(
+                e,
+                devnode::Error::Security(devnode::SecurityError::CertificateRequired)
+            ) {
+                eprintln!(
+                    "devnode: give --tls-cert FILE --tls-key FILE or --dev-certs DIR, or \
+                     --insecure, or choose --profile v26 for plaintext with authentication"
+                );
+            }
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ca) = ca_file {
+        println!("devnode CA certificate for clients: {}", ca.display());
+    }
     println!(
-        "devnode listening on {} (profile {profile}, storage {storage})",
+        "devnode listening on {} (profile {profile}, security {security}, storage {storage})",
         node.url()
     );
     wait_for_signal().await;

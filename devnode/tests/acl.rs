@@ -8,10 +8,12 @@ use reqwest::Method;
 use serde_json::json;
 
 async fn node_with_users(profile: Profile) -> (Node, Api) {
-    let cfg = NodeConfig::memory()
-        .profile(profile)
-        .user(User::new("alice", "pw", &["readers"]))
-        .user(User::new("bob", "pw", &[]));
+    let cfg = secure(
+        NodeConfig::memory()
+            .profile(profile)
+            .user(User::new("alice", "pw", &["readers"]))
+            .user(User::new("bob", "pw", &[])),
+    );
     let node = Node::start(cfg).await.unwrap();
     let api = Api::new(&node.url());
     (node, api)

@@ -303,9 +303,11 @@ async fn hard_deleted_stream_keeps_only_its_tombstone() {
 async fn restart_after_scavenge_keeps_the_result() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = || {
-        NodeConfig::on_disk(dir.path())
-            .profile(Profile::V25)
-            .fsync(true)
+        secure(
+            NodeConfig::on_disk(dir.path())
+                .profile(Profile::V25)
+                .fsync(true),
+        )
     };
     let node = Node::start(cfg()).await.unwrap();
     let api = Api::new(&node.url());
@@ -351,11 +353,11 @@ async fn restart_after_scavenge_keeps_the_result() {
 #[tokio::test]
 async fn scavenge_needs_admin_or_ops() {
     for profile in [Profile::V5, Profile::V20] {
-        let node = Node::start(NodeConfig::memory().profile(profile).user(User::new(
-            "bob",
-            "pw",
-            &[],
-        )))
+        let node = Node::start(secure(
+            NodeConfig::memory()
+                .profile(profile)
+                .user(User::new("bob", "pw", &[])),
+        ))
         .await
         .unwrap();
         let api = Api::new(&node.url());

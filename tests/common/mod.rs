@@ -26,13 +26,49 @@ pub fn recorded_head(name: &str) -> standby::esdb::RawResponse {
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
-/// A plain HTTP client for loopback dev nodes (no TLS needed).
+/// An HTTP client for loopback dev nodes, plaintext or secure (it trusts [`dev_certs`]' CA).
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = standby::esdb::tls::client_config(Some(&dev_certs().ca_file()), false, true)
+        .expect("client TLS with the development CA");
     reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client")
+}
+
+/// The development certificates of this test binary (under cargo's target tmp directory, one
+/// directory per test binary, kept between runs).
+pub fn dev_certs() -> &'static devnode::DevCerts {
+    static CERTS: std::sync::OnceLock<devnode::DevCerts> = std::sync::OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("devnode-dev-certs")
+            .join(env!("CARGO_CRATE_NAME"));
+        devnode::DevCerts::ensure(dir).expect("development certificates")
+    })
+}
+
+/// `cfg` as the real server of its profile runs with authentication: v20–v25 (plaintext only
+/// with `--insecure`) in secure mode with [`dev_certs`]; v5 and v26 unchanged (plaintext with
+/// authentication).
+pub fn secure(cfg: devnode::NodeConfig) -> devnode::NodeConfig {
+    if cfg.profile.couples_tls_and_auth() {
+        cfg.dev_tls(dev_certs())
+            .expect("development certificates load")
+    } else {
+        cfg
+    }
+}
+
+/// A client configuration for `node`: its URL, and the development CA when it serves TLS.
+pub fn client_config(node: &devnode::Node) -> standby::esdb::ClientConfig {
+    let mut config = standby::esdb::ClientConfig::new(reqwest::Url::parse(&node.url()).unwrap());
+    if node.is_tls() {
+        config.ca_file = Some(dev_certs().ca_file());
+    }
+    config
 }
 
 /// Two dev nodes on disk, a checkpoint path and a configuration pointing at them.

@@ -16,7 +16,7 @@ use crate::store::ScavengeOptions;
 /// scavenge point; 20.x/21.x run `TFChunkScavenger` (`ClusterVNode.cs` of each tag).
 pub(crate) fn options_for(profile: Profile, node_endpoint: String) -> ScavengeOptions {
     ScavengeOptions {
-        scavenge_point: matches!(profile, Profile::V5 | Profile::V25),
+        scavenge_point: matches!(profile, Profile::V5 | Profile::V25 | Profile::V26),
         node_endpoint,
         ..ScavengeOptions::default()
     }
@@ -37,7 +37,7 @@ pub(super) async fn scavenge(ctx: &Ctx) -> Reply {
         return ctx.unauthorized_first_level();
     }
     let w = ctx.wire();
-    let new_scavenger = matches!(w.profile, Profile::V5 | Profile::V25);
+    let new_scavenger = matches!(w.profile, Profile::V5 | Profile::V25 | Profile::V26);
     let mut opts = options_for(w.profile, ctx.app.addr.to_string());
     // Query parameters, checked in the controller's order with its reason phrases.
     let mut threads = 1;

@@ -31,9 +31,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Profile, Security};
 use crate::store::users::UserRegistry;
 use crate::store::{ScavengeOutcome, Store, StoreError};
+use crate::tls::{self, SecurityError, TlsListener};
 use crate::Error;
 use wire::Wire;
 
@@ -45,6 +46,10 @@ pub(crate) struct App {
     /// cache.
     pub users: UserRegistry,
     pub addr: SocketAddr,
+    /// `https` in secure mode, else `http`: the scheme of the links the node writes.
+    pub scheme: &'static str,
+    /// `--insecure`: the passthrough providers; every request is `system`, no `/users`.
+    pub passthrough: bool,
     /// Cancelled on stop: aborts long polls.
     pub shutdown: CancellationToken,
     /// Set after stop; requests still arriving on old connections get 503.
@@ -74,13 +79,68 @@ impl App {
 /// runtime ends.
 pub struct Node {
     addr: SocketAddr,
+    scheme: &'static str,
     app: Arc<App>,
     server: JoinHandle<()>,
 }
 
+/// What the node serves, decided from the profile and [`Security`] before anything else starts,
+/// as the real server validates its options before opening the database.
+struct Mode {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    passthrough: bool,
+}
+
+fn mode(profile: Profile, security: &Security) -> Result<Mode, SecurityError> {
+    let plain = |passthrough| Mode {
+        tls: None,
+        passthrough,
+    };
+    match (profile, security) {
+        (Profile::V5, Security::Unset | Security::DisableTls) => Ok(plain(false)),
+        (Profile::V5, Security::Tls { .. } | Security::Insecure) => {
+            Err(SecurityError::NotInProfile {
+                option: if matches!(security, Security::Insecure) {
+                    "--insecure"
+                } else {
+                    "TLS"
+                },
+                profile,
+                hint: "Event Store 5 serves plain HTTP with authentication; leave the security \
+                       options out or choose a v20+ profile",
+            })
+        }
+        (_, Security::Tls { cert_pem, key_pem }) => Ok(Mode {
+            tls: Some(tls::server_config(cert_pem, key_pem)?),
+            passthrough: false,
+        }),
+        (_, Security::Insecure) => Ok(plain(true)),
+        (Profile::V26, Security::DisableTls) => Ok(plain(false)),
+        (Profile::V26, Security::Unset) => {
+            // The newcomer's `devnode --http ADDR`: serve as `--disable-tls` would, and say so.
+            tracing::info!(
+                "no certificate given: serving plaintext HTTP with authentication, as \
+                 --disable-tls does (KurrentDB 26.2); give --tls-cert/--tls-key or --dev-certs \
+                 DIR for TLS"
+            );
+            Ok(plain(false))
+        }
+        (_, Security::DisableTls) => Err(SecurityError::NotInProfile {
+            option: "--disable-tls",
+            profile,
+            hint: "it exists from KurrentDB 26.2 (profile v26); before that plaintext means \
+                   --insecure",
+        }),
+        // v20–v26.1 without a certificate: `LoadNodeCertificate` refuses to start.
+        (_, Security::Unset) => Err(SecurityError::CertificateRequired),
+    }
+}
+
 impl Node {
-    /// Opens/recovers storage, binds the HTTP listener and serves in a spawned task.
+    /// Checks the security settings, opens/recovers storage, binds the listener (TLS in secure
+    /// mode) and serves in a spawned task.
     pub async fn start(cfg: NodeConfig) -> Result<Node, Error> {
+        let mode = mode(cfg.profile, &cfg.security)?;
         let storage = cfg.storage.clone();
         let fsync = cfg.fsync;
         let store = tokio::task::spawn_blocking(move || Store::open(&storage, fsync))
@@ -94,6 +154,8 @@ impl Node {
             store,
             wire: Wire::new(cfg.profile),
             addr,
+            scheme: if mode.tls.is_some() { "https" } else { "http" },
+            passthrough: mode.passthrough,
             shutdown: CancellationToken::new(),
             closed: AtomicBool::new(false),
             instance_id: Uuid::new_v4(),
@@ -110,25 +172,56 @@ impl Node {
                 .run_poller(app.store.clone(), app.shutdown.clone()),
         );
         let token = app.shutdown.clone();
-        let server = tokio::spawn(async move {
-            let res = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-            if let Err(e) = res {
-                tracing::error!(error = %e, "http server stopped with an error");
+        let server = match mode.tls {
+            Some(config) => {
+                let listener = TlsListener::new(listener, config, token.clone())?;
+                tokio::spawn(async move {
+                    let res = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move { token.cancelled().await })
+                        .await;
+                    if let Err(e) = res {
+                        tracing::error!(error = %e, "https server stopped with an error");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, profile = %cfg.profile, "devnode listening");
-        Ok(Node { addr, app, server })
+            None => tokio::spawn(async move {
+                let res = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "http server stopped with an error");
+                }
+            }),
+        };
+        if mode.passthrough {
+            // As the real server's start-up banner (`ClusterVNodeHostedService.cs`).
+            tracing::warn!(
+                "insecure mode: authentication, authorization and TLS are off; every request \
+                 runs as system"
+            );
+        }
+        let scheme = app.scheme;
+        tracing::info!(%addr, profile = %cfg.profile, security = ?cfg.security, "devnode listening");
+        Ok(Node {
+            addr,
+            scheme,
+            app,
+            server,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://…` in secure mode.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Secure mode (TLS).
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
     }
 
     /// Simulates the in-memory event-id cache being lost (restart / leader change, §5.5).

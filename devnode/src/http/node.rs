@@ -21,6 +21,7 @@ fn version(p: Profile) -> &'static str {
         Profile::V20 => "20.10.6.0",
         Profile::V21_10 => "21.10.11.0",
         Profile::V25 => "25.1.4.0",
+        Profile::V26 => "26.2.0.0",
     }
 }
 
@@ -29,11 +30,18 @@ pub(super) fn info(ctx: &Ctx) -> Reply {
     let v = if w.is_v5() {
         json!({ "esVersion": version(w.profile), "state": "master", "projectionsMode": "None" })
     } else {
+        // Insecure mode: the passthrough provider's type and no user management
+        // (`ClusterVNode.cs`, the `/info` features, research §2).
+        let (auth, users) = if ctx.app.passthrough {
+            ("insecure", false)
+        } else {
+            ("internal", true)
+        };
         json!({
             "esVersion": version(w.profile),
             "state": "leader",
-            "features": { "projections": false, "userManagement": true, "atomPub": true },
-            "authentication": { "type": "internal", "properties": null }
+            "features": { "projections": false, "userManagement": users, "atomPub": true },
+            "authentication": { "type": auth, "properties": null }
         })
     };
     Reply::new(200).content(wire::JSON, feed::to_body(&v))

@@ -39,8 +39,9 @@ impl Wire {
         }
     }
 
+    /// KurrentDB (25 and later): the v25 and v26 profiles share the wire.
     pub fn v25(&self) -> bool {
-        self.profile == Profile::V25
+        matches!(self.profile, Profile::V25 | Profile::V26)
     }
 
     pub fn is_v5(&self) -> bool {
@@ -49,7 +50,7 @@ impl Wire {
 
     /// §2.4: from 21.10 on the serializer writes null properties.
     pub fn include_nulls(&self) -> bool {
-        matches!(self.profile, Profile::V21_10 | Profile::V25)
+        matches!(self.profile, Profile::V21_10 | Profile::V25 | Profile::V26)
     }
 
     /// §2.4: `isRedacted` exists from 23.6 (only the v25 profile here).
@@ -73,7 +74,7 @@ impl Wire {
 
     /// §2.1: anonymous stream access refused by 5.0.2–5.0.12 and 23.6+.
     pub fn refuses_anonymous(&self) -> bool {
-        matches!(self.profile, Profile::V5 | Profile::V25)
+        matches!(self.profile, Profile::V5 | Profile::V25 | Profile::V26)
     }
 
     /// The primary spelling of a header, e.g. `ES-ExpectedVersion` / `Kurrent-ExpectedVersion`;

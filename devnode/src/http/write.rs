@@ -340,7 +340,10 @@ pub(super) fn delete_stream(ctx: &Ctx, stream: &str) -> Reply {
         return r;
     }
     // 21.10+ refuses a soft delete of a stream with neither events nor metadata.
-    let reject_missing = matches!(ctx.wire().profile, Profile::V21_10 | Profile::V25);
+    let reject_missing = matches!(
+        ctx.wire().profile,
+        Profile::V21_10 | Profile::V25 | Profile::V26
+    );
     match ctx.app.store.delete(stream, expected, hard, reject_missing) {
         Err(e) => {
             tracing::error!(error = %e, "delete failed");

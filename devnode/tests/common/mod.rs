@@ -1,7 +1,9 @@
 //! Shared helpers for the HTTP-level tests: a small reqwest wrapper against a node on 127.0.0.1:0.
 #![allow(dead_code)]
 
-use devnode::{Node, NodeConfig, Profile};
+use std::sync::{Arc, OnceLock};
+
+use devnode::{DevCerts, Node, NodeConfig, Profile};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -55,15 +57,13 @@ impl Api {
     pub fn new(base: &str) -> Api {
         Api {
             base: base.to_owned(),
-            http: {
-                // In a workspace build reqwest also carries standby's `rustls-no-provider`
-                // feature, which needs a process-wide provider even for plain HTTP.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::builder()
-            }
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+            // Trusts the test binary's development CA, so the same client reads plaintext and
+            // secure nodes.
+            http: reqwest::Client::builder()
+                .use_preconfigured_tls(client_tls())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             creds: Some(("admin".into(), "changeit".into())),
         }
     }
@@ -156,8 +156,46 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The development certificates of this test binary (under cargo's target tmp directory, one
+/// directory per test binary, kept between runs).
+pub fn dev_certs() -> &'static DevCerts {
+    static CERTS: OnceLock<DevCerts> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("devnode-dev-certs")
+            .join(env!("CARGO_CRATE_NAME"));
+        DevCerts::ensure(dir).expect("development certificates")
+    })
+}
+
+/// A rustls client configuration trusting [`dev_certs`]' CA.
+pub fn client_tls() -> rustls::ClientConfig {
+    let pem = std::fs::read(dev_certs().ca_file()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// `cfg` as the real server of its profile can run with authentication: v20–v25 (which serve
+/// plaintext only with `--insecure`) in secure mode with [`dev_certs`]; v5 and v26 unchanged
+/// (plaintext with authentication).
+pub fn secure(cfg: NodeConfig) -> NodeConfig {
+    if cfg.profile.couples_tls_and_auth() {
+        cfg.dev_tls(dev_certs()).unwrap()
+    } else {
+        cfg
+    }
+}
+
+/// A node of `profile` with authentication (see [`secure`]) and an admin client for it.
 pub async fn start(profile: Profile) -> (Node, Api) {
-    let node = Node::start(NodeConfig::memory().profile(profile))
+    let node = Node::start(secure(NodeConfig::memory().profile(profile)))
         .await
         .unwrap();
     let api = Api::new(&node.url());
