@@ -315,6 +315,7 @@ async fn route(ctx: &mut Ctx, body: Body) -> Reply {
         Auth::User(Principal {
             login: "system".to_owned(),
             groups: vec![acl::ADMINS_ROLE.to_owned()],
+            admin_by_name: false,
         })
     } else {
         authenticate(&ctx.app, &ctx.headers)
