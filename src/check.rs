@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::{Config, EndpointConfig};
 use crate::control::record;
-use crate::esdb::{self, AllFrom, Client, ClientConfig, Embed, Lookup, PageSize, ReadOptions};
+use crate::esdb::{self, Client, Embed, Lookup, PageSize, ReadOptions, Security};
 use crate::pipeline::plan::{classify, StreamKind};
 
 /// How a check came out.
@@ -224,9 +224,9 @@ async fn reachable(
     Some(Side { major })
 }
 
-/// Secure (TLS with authentication), plaintext with authentication, or insecure (every request
-/// runs as `system`: an anonymous read of `$all` succeeds). On an insecure secondary the fence
-/// binds no one.
+/// Secure (TLS with authentication), plaintext with authentication, external accounts, or
+/// insecure (every request runs as `system`). On an insecure secondary the fence binds no one;
+/// with external accounts only ACLs fence.
 async fn security(
     report: &mut Report,
     side: &str,
@@ -235,38 +235,42 @@ async fn security(
     is_secondary: bool,
 ) {
     let check = format!("{side} security");
-    let Ok(config) = endpoint.client_config() else {
+    let Some(client) = endpoint
+        .client_config()
+        .ok()
+        .and_then(|c| Client::new(c).ok())
+    else {
         return;
     };
-    let tls = config.base_url.scheme() == "https";
-    let anonymous = ClientConfig {
-        credentials: None,
-        ..config
+    let mode = match client.security().await {
+        Ok(mode) => mode,
+        Err(e) => {
+            report.warn(
+                &check,
+                format!("cannot tell: {e}"),
+                "check that the node answers /info",
+            );
+            return;
+        }
     };
-    let Ok(anonymous) = Client::new(anonymous) else {
-        return;
-    };
-    let open = anonymous
-        .read_all_backward(
-            AllFrom::Head,
-            PageSize::new(1).expect("valid"),
-            &ReadOptions::embed(Embed::None),
-        )
-        .await
-        .is_ok();
-    match (open, tls) {
-        (true, _) if is_secondary => report.fail(
+    match mode {
+        Security::Insecure if is_secondary => report.fail(
             &check,
-            "insecure: anonymous requests read $all, so every request runs with full rights and no ACL or disabled account binds anyone; a promotion cannot fence the replicator".into(),
+            "insecure: every request runs as system, so no ACL or disabled account binds anyone; a promotion cannot fence the replicator".into(),
             "run the secondary in secure mode (TLS with authentication), or on 26.2+ with --disable-tls and authentication; `promote` refuses an insecure secondary without --unfenced",
         ),
-        (true, _) => report.warn(
+        Security::Insecure => report.warn(
             &check,
-            "insecure: anonymous requests read $all".into(),
+            "insecure: every request runs as system".into(),
             "run the primary in secure mode; anyone who reaches it can write",
         ),
-        (false, true) => report.ok(&check, "secure: TLS, authentication required".into()),
-        (false, false) => {
+        Security::External { .. } if is_secondary => report.warn(
+            &check,
+            format!("{mode}: the replication user cannot be disabled, so only ACLs fence it, and a stream $acl that names it re-admits it"),
+            "fence by disabling the replication user in the external provider when promoting; `promote` refuses without --unfenced",
+        ),
+        Security::Secure | Security::External { tls: true } => report.ok(&check, mode.to_string()),
+        Security::PlaintextWithAuth | Security::External { tls: false } => {
             let v5 = node.major.is_some_and(|m| m < 20);
             report.warn(
                 &check,

@@ -51,9 +51,10 @@ pub enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArg,
-        /// Take the lease on the secondary at once instead of waiting for it to expire. Only when
-        /// you know the replicator holding it is gone for good: if it still runs, both write
-        /// until its next renewal fails.
+        /// Take the secondary over from whatever standby process last worked on it: take the
+        /// lease at once instead of waiting for it to expire, and fence the secondary for
+        /// replication again when a promotion that stopped before its epoch left it closed. Only
+        /// when you know the replicator holding the lease, or the promotion, is gone for good.
         #[arg(long)]
         takeover: bool,
     },
@@ -105,6 +106,10 @@ pub enum Command {
         /// Refuse when more events than this would be lost.
         #[arg(long)]
         max_lag: Option<u64>,
+        /// Promote a secondary that cannot be fenced (insecure, or accounts managed outside it):
+        /// you have stopped every `standby run` against it. The report says it is unfenced.
+        #[arg(long)]
+        unfenced: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,

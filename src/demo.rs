@@ -61,19 +61,39 @@ pub fn node_config(dir: &std::path::Path, secondary: bool) -> devnode::NodeConfi
 /// # Errors
 /// When a node cannot start or the temporary directory cannot be made.
 pub async fn start_clusters(ordering: Ordering) -> Result<DemoClusters, String> {
+    start_clusters_with(ordering, |config, _| config, None).await
+}
+
+/// As [`start_clusters`], with each node's configuration passed through `adjust` (its second
+/// argument says whether it is the secondary), e.g. to choose a profile or a security mode;
+/// `ca_file` is the CA the configuration trusts for `https` nodes.
+///
+/// # Errors
+/// When a node cannot start or the temporary directory cannot be made.
+pub async fn start_clusters_with(
+    ordering: Ordering,
+    adjust: impl Fn(devnode::NodeConfig, bool) -> devnode::NodeConfig,
+    ca_file: Option<std::path::PathBuf>,
+) -> Result<DemoClusters, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let primary = devnode::Node::start(node_config(&dir.path().join("primary"), false))
-        .await
-        .map_err(|e| format!("primary dev node: {e}"))?;
-    let secondary = devnode::Node::start(node_config(&dir.path().join("secondary"), true))
-        .await
-        .map_err(|e| format!("secondary dev node: {e}"))?;
+    let primary = devnode::Node::start(adjust(
+        node_config(&dir.path().join("primary"), false),
+        false,
+    ))
+    .await
+    .map_err(|e| format!("primary dev node: {e}"))?;
+    let secondary = devnode::Node::start(adjust(
+        node_config(&dir.path().join("secondary"), true),
+        true,
+    ))
+    .await
+    .map_err(|e| format!("secondary dev node: {e}"))?;
     let endpoint = |url: String, (user, password): (&str, &str)| EndpointConfig {
         url,
         username: Some(user.into()),
         password: Some(esdb::Password::new(password)),
         password_file: None,
-        ca_file: None,
+        ca_file: ca_file.clone(),
         connect_timeout_secs: 5,
         request_timeout_secs: 15,
         admin: None,

@@ -216,6 +216,7 @@ async fn dispatch(command: Command) -> u8 {
             fence_primary,
             reason,
             max_lag,
+            unfenced,
             json,
         } => {
             let config = match load(&config.config) {
@@ -228,6 +229,7 @@ async fn dispatch(command: Command) -> u8 {
                 fence_primary,
                 reason,
                 max_lag,
+                unfenced,
             };
             promotion(standby::control::promote(&config, &options).await, json)
         }

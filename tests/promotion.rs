@@ -10,24 +10,16 @@ use bytes::Bytes;
 use standby::config::{Config, Ordering};
 use standby::control::{self, Outcome, PromoteOptions, Role, CONTROL_STREAM};
 use standby::demo::{DemoClusters, APPLICATION, REPLICATOR};
-use standby::esdb::{
-    self, Client, ClientConfig, Credentials, Embed, EventData, Lookup, PageSize, ReadOptions,
-};
+use standby::esdb::{self, Client, Embed, EventData, Lookup, PageSize, ReadOptions};
 use standby::pipeline::{self, RunError, Shared, Summary};
 use standby::position::{ExpectedVersion, Position, StreamRevision};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use common::{admin_client, clusters, verify, wait_applied_to_head, write_config_file};
+use common::{admin_client, client_as, clusters, verify, wait_applied_to_head, write_config_file};
 
 type Run = JoinHandle<Result<Summary, RunError>>;
-
-fn client_as(url: &str, (user, password): (&str, &str)) -> Client {
-    let config = ClientConfig::new(reqwest::Url::parse(url).unwrap())
-        .with_credentials(Credentials::new(user, password));
-    Client::new(config).unwrap()
-}
 
 fn start_run(config: &Config) -> (Arc<Shared>, CancellationToken, Run) {
     let shared = Arc::new(Shared::default());
@@ -1016,4 +1008,251 @@ async fn promotion_refuses_when_the_replication_user_stays_cached() {
         .expect("promote");
     assert_eq!(report.outcome, Outcome::Promoted);
     assert_no_zombie_after_the_epoch(&secondary).await;
+}
+
+/// Both clusters in secure mode (TLS, v25 profile, the development CA), as v20–v26.1 servers
+/// run with authentication.
+async fn tls_clusters() -> DemoClusters {
+    let certs = common::dev_certs();
+    standby::demo::start_clusters_with(
+        Ordering::Global,
+        |config, _| {
+            config
+                .profile(devnode::Profile::V25)
+                .dev_tls(certs)
+                .unwrap()
+        },
+        Some(certs.ca_file()),
+    )
+    .await
+    .unwrap()
+}
+
+/// The zombie drill over TLS with the default credential cache: nothing the zombie sends lands
+/// after the epoch, and everything sent after `promote` returned is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_proves_the_fence_against_a_zombie_replicator_over_tls() {
+    let c = tls_clusters().await;
+    assert!(c.secondary.url().starts_with("https://"));
+    replicated(&c, 100).await;
+    zombie_promotion(&c).await;
+}
+
+/// An insecure secondary runs every request as `system`: no fence binds the replication user.
+/// `promote` refuses it (exit 3, nothing promoted); with `--unfenced` it promotes and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_refuses_an_insecure_secondary_unless_told_it_is_unfenced() {
+    let c = standby::demo::start_clusters_with(
+        Ordering::Global,
+        |config, secondary| {
+            if secondary {
+                config.profile(devnode::Profile::V25).insecure()
+            } else {
+                config
+            }
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    replicated(&c, 50).await;
+    let secondary = admin_client(&c.secondary.url());
+
+    let err = control::promote(&c.config, &forced("insecure"))
+        .await
+        .expect_err("an insecure secondary cannot be fenced");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("insecure"), "{text}");
+    assert!(text.contains("--unfenced"), "{text}");
+    assert!(text.contains("Nothing was promoted"), "{text}");
+    assert!(control_records(&secondary)
+        .await
+        .iter()
+        .all(|r| r.role != Role::Primary));
+
+    let report = control::promote(
+        &c.config,
+        &PromoteOptions {
+            unfenced: true,
+            ..forced("insecure, replicator stopped")
+        },
+    )
+    .await
+    .expect("promote --unfenced");
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_eq!(report.fence, control::Fence::Unfenced);
+    let printed = report.to_string();
+    assert!(printed.contains("UNFENCED"), "{printed}");
+    assert!(
+        !printed.contains("fence proven"),
+        "an unfenced report claims no proof: {printed}"
+    );
+}
+
+/// Accounts managed outside the secondary (LDAPS, OAuth): the replication user cannot be
+/// disabled, so only ACLs keep it out, and a stream `$acl` copied from the primary that names it
+/// lets it write after promotion (engine review §5). `promote` refuses without `--unfenced`;
+/// with it, the report lists exactly the streams it can still write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_names_the_streams_whose_acl_still_admits_an_external_replication_user() {
+    let mut c = standby::demo::start_clusters_with(
+        Ordering::Global,
+        |config, secondary| {
+            if secondary {
+                config.external_users()
+            } else {
+                config
+            }
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    c.config.promotion.write_roles = Some(vec![APPLICATION.0.to_owned(), "$admins".to_owned()]);
+    let primary = admin_client(&c.primary.url());
+    let acl = format!(r#"{{"$acl":{{"$w":["{}","apps"]}}}}"#, REPLICATOR.0);
+    primary
+        .write_stream_metadata(
+            "orders-1",
+            Uuid::new_v4(),
+            Bytes::from(acl),
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    replicated(&c, 50).await;
+
+    let err = control::promote(&c.config, &forced("external"))
+        .await
+        .expect_err("no account to disable");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    assert!(err.to_string().contains("--unfenced"), "{err}");
+
+    let report = control::promote(
+        &c.config,
+        &PromoteOptions {
+            unfenced: true,
+            ..forced("external, replicator stopped")
+        },
+    )
+    .await
+    .expect("promote --unfenced");
+    assert_eq!(report.outcome, Outcome::Promoted);
+    assert_eq!(
+        report.fence,
+        control::Fence::AclOnly {
+            admitting: vec!["orders-1".to_owned()]
+        }
+    );
+    assert!(report.to_string().contains("PARTLY UNFENCED"), "{report}");
+    // The report is the truth: the replication user still writes the listed stream, and
+    // nothing else.
+    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    replicator
+        .append_events("orders-1", &one_event(1), ExpectedVersion::Any)
+        .await
+        .expect("the listed stream admits the replication user");
+    assert!(matches!(
+        replicator
+            .append_events("other-stream", &one_event(2), ExpectedVersion::Any)
+            .await,
+        Err(esdb::Error::Unauthorized { .. })
+    ));
+}
+
+/// `run` refuses a replication user the fence cannot bind: the login `admin` (an admin by name
+/// since v20) and a member of `$admins`. Nothing is written to the secondary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_an_admin_as_the_replication_user() {
+    let c = standby::demo::start_clusters_with(
+        Ordering::Global,
+        |config, secondary| {
+            if secondary {
+                config.user(devnode::User::new(
+                    "ops-replicator",
+                    "changeit",
+                    &["$admins"],
+                ))
+            } else {
+                config
+            }
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    admin_client(&c.primary.url())
+        .append_events("first", &one_event(0), ExpectedVersion::Any)
+        .await
+        .unwrap();
+    for (login, why) in [
+        ("admin", "an admin by name"),
+        ("ops-replicator", "a member of $admins"),
+    ] {
+        let mut config = c.config.clone();
+        config.secondary.username = Some(login.to_owned());
+        config.secondary.password = Some(esdb::Password::new("changeit"));
+        let (_, _, run) = start_run(&config);
+        let err = run_outcome(run).await.expect_err("refused");
+        assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(why), "{text}");
+        assert!(text.contains("outside $admins"), "{text}");
+        assert!(
+            control_records(&admin_client(&c.secondary.url()))
+                .await
+                .is_empty(),
+            "setup wrote nothing"
+        );
+    }
+}
+
+/// A promotion that stopped before its epoch leaves the secondary closed: `run` does not fence
+/// it open for the replicator again behind the operator's back, and `run --takeover` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_leaves_a_secondary_closed_by_a_promotion_alone_unless_taking_over() {
+    let c = clusters(Ordering::Global).await;
+    replicated(&c, 20).await;
+    let secondary = admin_client(&c.secondary.url());
+    let before = secondary.read_settings().await.unwrap();
+    // What promote's first steps write: $settings closed to everyone but $admins.
+    let records = control_records(&secondary).await;
+    let original = records[0]
+        .settings_before
+        .clone()
+        .map(standby::esdb::SystemSettings::new);
+    secondary
+        .write_settings(
+            &control::acl::closed(original.as_ref()),
+            Uuid::new_v4(),
+            None,
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+
+    let (_, _, run) = start_run(&c.config);
+    let err = run_outcome(run).await.expect_err("refused");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    assert!(err.to_string().contains("--takeover"), "{err}");
+
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move {
+            let options = pipeline::RunOptions { takeover: true };
+            pipeline::run_with(&config, &options, stop, shared).await
+        })
+    };
+    let primary = admin_client(&c.primary.url());
+    primary
+        .append_events("after-takeover", &one_event(7), ExpectedVersion::Any)
+        .await
+        .unwrap();
+    wait_applied_to_head(&shared, &primary, &run).await;
+    assert_eq!(secondary.read_settings().await.unwrap(), before);
+    stop.cancel();
+    run.await.unwrap().expect("clean stop");
 }

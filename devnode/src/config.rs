@@ -155,6 +155,9 @@ pub struct NodeConfig {
     pub users: Vec<User>,
     /// fsync the log before answering a write (data is always `write(2)`-n before the answer).
     pub fsync: bool,
+    /// `false`: accounts come from an external provider (LDAPS, OAuth): the configured users
+    /// authenticate, but the node serves no `/users` and no account can be disabled through it.
+    pub user_management: bool,
 }
 
 impl NodeConfig {
@@ -168,6 +171,7 @@ impl NodeConfig {
             security: Security::Unset,
             users: default_users(),
             fsync: false,
+            user_management: true,
         }
     }
 
@@ -212,6 +216,13 @@ impl NodeConfig {
     /// `--disable-tls`: plaintext with authentication (v26 profile).
     pub fn disable_tls(mut self) -> Self {
         self.security = Security::DisableTls;
+        self
+    }
+
+    /// Accounts managed outside the node, as with the LDAPS or OAuth plugins: the configured
+    /// users still authenticate, `/users` answers 404 and `/info` reports no user management.
+    pub fn external_users(mut self) -> Self {
+        self.user_management = false;
         self
     }
 

@@ -45,6 +45,10 @@ struct Cli {
     /// Plaintext with authentication (v26 profile, KurrentDB 26.2).
     #[arg(long, conflicts_with_all = ["tls_cert", "dev_certs"])]
     disable_tls: bool,
+    /// Accounts managed outside the node, as with the LDAPS or OAuth plugins: the users
+    /// authenticate, but /users is not served and no account can be disabled through it.
+    #[arg(long, conflicts_with = "insecure")]
+    external_users: bool,
     /// Extra user NAME:PASSWORD[:GROUP]; repeat for more. A known login is overridden.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:GROUP]", value_parser = parse_user)]
     users: Vec<User>,
@@ -96,6 +100,9 @@ async fn main() -> ExitCode {
     }
     if cli.insecure {
         cfg = cfg.insecure();
+    }
+    if cli.external_users {
+        cfg = cfg.external_users();
     }
     if cli.disable_tls {
         cfg = cfg.disable_tls();

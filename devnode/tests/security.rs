@@ -70,6 +70,41 @@ async fn insecure_runs_every_request_as_system() {
     }
 }
 
+/// Accounts from an external provider (LDAPS, OAuth): the users authenticate and ACLs bind
+/// them, but the node serves no `/users`, so no account can be disabled through it.
+#[tokio::test]
+async fn external_users_authenticate_without_user_management() {
+    let node = Node::start(
+        NodeConfig::memory()
+            .user(devnode::User::new("app", "changeit", &[]))
+            .external_users(),
+    )
+    .await
+    .unwrap();
+    let anon = Api::new(&node.url()).anonymous();
+    let admin = anon.as_user("admin", "changeit");
+    assert_eq!(admin.get("/users/app").await.status, 404);
+    assert_eq!(admin.get("/users/$current").await.status, 404);
+    let info = anon.get("/info").await.json();
+    assert_eq!(info["features"]["userManagement"], false);
+    assert_ne!(info["authentication"]["type"], "insecure");
+
+    let body = json!([event(&new_id(), "t", json!({}))]);
+    assert_eq!(anon.append("s", None, &body).await.status, 401);
+    let app = anon.as_user("app", "changeit");
+    assert_eq!(app.append("s", None, &body).await.status, 201);
+    assert_eq!(
+        anon.as_user("app", "wrong")
+            .append("s", None, &body)
+            .await
+            .status,
+        401
+    );
+    // ACLs bind the external user as any other.
+    assert_eq!(app.get("/streams/$all/head/backward/1").await.status, 401);
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn tls_mode_authenticates() {
     let (node, admin) = start(Profile::V25).await;

@@ -15,5 +15,7 @@ pub mod record;
 pub mod setup;
 pub mod tail;
 
-pub use promote::{promote, switchover, Outcome, PromoteError, PromoteOptions, PromoteReport};
+pub use promote::{
+    promote, switchover, Fence, Outcome, PromoteError, PromoteOptions, PromoteReport,
+};
 pub use record::{Control, EpochRecord, Role, CONTROL_STREAM};

@@ -39,7 +39,8 @@ use super::tail::{self, Tail, TailEvent};
 use crate::checkpoint::CheckpointStore;
 use crate::config::Config;
 use crate::esdb::{
-    self, Client, ClientConfig, Embed, EventData, Lookup, PageSize, ReadOptions, SystemSettings,
+    self, Client, ClientConfig, Embed, EventData, Lookup, PageSize, ReadOptions, Security,
+    SystemSettings,
 };
 use crate::offsets::StreamOffsets;
 use crate::pipeline::checkpoint_copy;
@@ -66,6 +67,24 @@ pub struct PromoteOptions {
     pub fence_primary: bool,
     pub reason: Option<String>,
     pub max_lag: Option<u64>,
+    /// Promote a secondary whose replication user cannot be fenced (an insecure node, or
+    /// accounts managed outside it): the operator vouches that no replicator runs.
+    pub unfenced: bool,
+}
+
+/// What keeps a replicator that is still running from writing to the promoted cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Fence {
+    /// The replication user's account is disabled and every node refuses it.
+    Proven { nodes: usize },
+    /// Accounts are managed outside the secondary: only ACLs keep the replication user out.
+    /// `admitting` lists streams whose own `$acl` still lets it write.
+    AclOnly { admitting: Vec<String> },
+    /// Nothing: the secondary runs insecure (every request is `system`).
+    Unfenced,
+    /// Not yet decided (a dry run, or a promotion found already made).
+    Unknown,
 }
 
 /// How a promotion command ended.
@@ -95,6 +114,8 @@ pub struct PromoteReport {
     pub warnings: Vec<String>,
     /// The old primary's `$settings` before it was fenced: write them back to undo the fence.
     pub primary_settings_before: Option<Value>,
+    /// What fences the replication user out of this cluster now.
+    pub fence: Fence,
 }
 
 impl std::fmt::Display for PromoteReport {
@@ -108,6 +129,23 @@ impl std::fmt::Display for PromoteReport {
             Outcome::DryRun => "DRY RUN (nothing changed); promoting would write",
         };
         writeln!(f, "{head}: {}", self.record)?;
+        match &self.fence {
+            Fence::Unfenced => writeln!(
+                f,
+                "UNFENCED: the secondary runs insecure, so nothing stops a replicator that is still running from writing to it. Stop every `standby run` against it yourself"
+            )?,
+            Fence::AclOnly { admitting } if admitting.is_empty() => writeln!(
+                f,
+                "fenced by ACLs only: the replication user can still log in (its account is managed outside the cluster); disable it in the identity provider"
+            )?,
+            Fence::AclOnly { admitting } => writeln!(
+                f,
+                "PARTLY UNFENCED: the replication user can still log in and the $acl of {} stream(s) lets it write: {}. Disable it in the identity provider, and remove it from those $acls",
+                admitting.len(),
+                admitting.iter().take(LISTED_MISSING).cloned().collect::<Vec<_>>().join(", ")
+            )?,
+            Fence::Proven { .. } | Fence::Unknown => {}
+        }
         if let Some(loss) = &self.record.data_loss {
             match loss.events {
                 Some(events) => writeln!(
@@ -266,44 +304,215 @@ pub async fn promote(
     promote_with(&sides, config, options, "promote", None).await
 }
 
-/// The replication user as the secondary's user management knows it.
-struct Replicator {
-    groups: Vec<String>,
-    /// The account exists and can be disabled.
-    can_disable: bool,
-    disabled: bool,
+/// Completes a promotion found made (by an earlier or a concurrent command) and reports it.
+async fn already_promoted(
+    sides: &Sides,
+    options: &PromoteOptions,
+    promoted: EpochRecord,
+    mut steps: Vec<String>,
+    warnings: Vec<String>,
+) -> Result<PromoteReport, PromoteError> {
+    roll_forward(sides, &promoted, &mut steps).await?;
+    // An old primary that was unreachable at promotion, back now: fencing it is all that is
+    // left to do, and it must not be skipped (engine review §6).
+    let mut primary_settings_before = None;
+    if options.fence_primary {
+        let before = fence_primary(&sides.primary).await.map_err(|e| {
+            PromoteError::Unreachable(format!(
+                "the secondary is already promoted (epoch {}), but fencing the old primary failed: {e}. \
+                 It may still take application writes: rerun `standby promote --fence-primary` when it \
+                 answers, or stop its applications by hand",
+                promoted.epoch
+            ))
+        })?;
+        steps.push("fenced the old primary: only $admins may write its user streams".into());
+        primary_settings_before = Some(before.map_or(Value::Null, |s| s.as_json().clone()));
+    }
+    Ok(PromoteReport {
+        outcome: Outcome::AlreadyPromoted,
+        record: promoted,
+        primary_reachable: false,
+        missing: Vec::new(),
+        steps,
+        warnings,
+        primary_settings_before,
+        fence: Fence::Unknown,
+    })
 }
 
-async fn replicator(sides: &Sides, warnings: &mut Vec<String>) -> Result<Replicator, PromoteError> {
+/// Closes the secondary's `$settings` to everyone but `$admins`, conditional on the version read
+/// after the control record was found unpromoted: a concurrent promotion that wrote its epoch
+/// and opened the cluster meanwhile is not closed again (engine review §13). Returns the
+/// winner's record when a promotion is found made.
+async fn close_secondary(
+    sides: &Sides,
+    before: Option<&SystemSettings>,
+) -> Result<Option<EpochRecord>, PromoteError> {
+    let closed = acl::closed(before);
+    for _ in 0..10 {
+        let (current, version) = sides
+            .admin
+            .read_settings_versioned()
+            .await
+            .map_err(|e| secondary_err("reading $settings", e))?;
+        let control = record::read(&sides.admin).await.map_err(control_err)?;
+        if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
+            return Ok(Some(promoted.clone()));
+        }
+        if current.as_ref() == Some(&closed) {
+            return Ok(None);
+        }
+        match sides
+            .admin
+            .write_settings(&closed, uuid::Uuid::new_v4(), None, version)
+            .await
+        {
+            Ok(_) => return Ok(None),
+            Err(esdb::Error::WrongExpectedVersion { .. }) => continue,
+            Err(e) => return Err(secondary_err("closing $settings", e)),
+        }
+    }
+    Err(PromoteError::Refused(
+        "the secondary's $settings kept changing while promote was closing them: another promote or `standby run` is working on this secondary. Nothing was promoted; stop the others and rerun".into(),
+    ))
+}
+
+/// The replication user as the secondary knows it.
+struct Replicator {
+    groups: Vec<String>,
+    /// The account exists in the node's user management and can be disabled.
+    can_disable: bool,
+    disabled: bool,
+    /// How it is kept out: its own refused requests prove the fence
+    /// ([`Probe::Authentication`] when the node manages accounts).
+    probe: Option<Probe>,
+}
+
+/// Looks the replication user up and decides how it can be fenced on a secondary in `security`
+/// mode. An insecure secondary, or one whose accounts live in an external provider, cannot
+/// prove a fence: promoting it needs `--unfenced`.
+async fn replicator(
+    sides: &Sides,
+    security: Security,
+    unfenced: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Replicator, PromoteError> {
+    let unmanaged = |probe, warnings: &mut Vec<String>, why: String| {
+        if !unfenced {
+            return Err(PromoteError::Refused(format!(
+                "{why}. Nothing was promoted. Stop every `standby run` against this secondary (and disable the replication user {:?} wherever its account lives), then rerun with --unfenced; the report will say the cluster is not fenced",
+                sides.replicator
+            )));
+        }
+        warnings.push(why);
+        Ok(Replicator {
+            groups: Vec::new(),
+            can_disable: false,
+            disabled: false,
+            probe,
+        })
+    };
+    match security {
+        Security::Insecure => {
+            return unmanaged(
+                None,
+                warnings,
+                format!(
+                    "the secondary runs insecure ({security}): the replication user {:?} cannot be fenced, because no account or ACL binds anyone there",
+                    sides.replicator
+                ),
+            )
+        }
+        Security::External { .. } => {
+            return unmanaged(
+                Some(Probe::WriteAcl),
+                warnings,
+                format!(
+                    "the secondary's accounts are managed outside it ({security}): the replication user {:?} cannot be disabled there, so only ACLs keep it out, and a stream $acl that names it lets it write",
+                    sides.replicator
+                ),
+            )
+        }
+        Security::Secure | Security::PlaintextWithAuth => {}
+    }
     match sides.admin.get_user(&sides.replicator).await {
         Ok(Lookup::Found(user)) => Ok(Replicator {
             groups: user.groups,
             can_disable: true,
             disabled: user.disabled,
+            probe: Some(Probe::Authentication),
         }),
+        // No such account: it cannot log in, which the probe proves.
         Ok(_) => {
             warnings.push(format!(
-                "the replication user {:?} is unknown to the secondary's user management; it is fenced by the write ACL only",
+                "the replication user {:?} has no account on the secondary: it cannot log in there",
                 sides.replicator
             ));
             Ok(Replicator {
                 groups: Vec::new(),
                 can_disable: false,
-                disabled: false,
+                disabled: true,
+                probe: Some(Probe::Authentication),
             })
         }
-        Err(e @ esdb::Error::NotFound { .. }) => {
-            warnings.push(format!(
-                "user management is not available on the secondary ({e}); the replication user is fenced by the write ACL only"
-            ));
-            Ok(Replicator {
-                groups: Vec::new(),
-                can_disable: false,
-                disabled: false,
-            })
-        }
+        Err(e @ esdb::Error::NotFound { .. }) => unmanaged(
+            Some(Probe::WriteAcl),
+            warnings,
+            format!(
+                "user management is not available on the secondary ({e}): the replication user {:?} cannot be disabled there, so only ACLs keep it out",
+                sides.replicator
+            ),
+        ),
         Err(e) => Err(secondary_err("looking up the replication user", e)),
     }
+}
+
+/// Streams of the secondary whose own `$acl` lets `who` write, delete or write metadata: a
+/// stream ACL overrides `$settings` right by right, so the closed `$settings` do not keep
+/// `who` out of them (engine review §5). Reads the secondary's whole `$all` (promotion only).
+async fn streams_admitting(
+    admin: &Client,
+    who: Principal<'_>,
+) -> Result<Vec<String>, PromoteError> {
+    let mut latest: std::collections::BTreeMap<String, Option<esdb::Acl>> = Default::default();
+    let mut from = Position::START;
+    loop {
+        let page = admin
+            .read_all_forward(from, PageSize::MAX, &ReadOptions::embed(Embed::Body))
+            .await
+            .map_err(|e| secondary_err("reading $all for stream ACLs", e))?;
+        for event in page.entries.iter().filter_map(|e| e.as_event()) {
+            // User streams only: standby's own state streams admit the replication user on
+            // purpose, and system streams hold no application data.
+            let Some(stream) = event.stream.strip_prefix("$$") else {
+                continue;
+            };
+            if stream.starts_with('$') || event.event_type != "$metadata" {
+                continue;
+            }
+            let acl = event
+                .data
+                .as_ref()
+                .and_then(|d| serde_json::from_slice::<Value>(d).ok())
+                .and_then(|v| esdb::StreamMetadata::new(v).acl());
+            latest.insert(stream.to_owned(), acl);
+        }
+        match page.next {
+            Some(next) if !page.entries.is_empty() && !page.is_end => from = next,
+            _ => break,
+        }
+    }
+    Ok(latest
+        .into_iter()
+        .filter(|(_, acl)| {
+            acl.as_ref().is_some_and(|acl| {
+                [&acl.write, &acl.delete, &acl.meta_write]
+                    .into_iter()
+                    .any(|r| acl::grants(r.as_ref(), who))
+            })
+        })
+        .map(|(stream, _)| stream)
+        .collect())
 }
 
 /// The last applied source position: the newer of the local checkpoint and its copy on the
@@ -388,32 +597,7 @@ async fn promote_with(
     let mut warnings = Vec::new();
     let control = record::read(&sides.admin).await.map_err(control_err)?;
     if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
-        let promoted = promoted.clone();
-        roll_forward(sides, &promoted, &mut steps).await?;
-        // An old primary that was unreachable at promotion, back now: fencing it is all that is
-        // left to do, and it must not be skipped (engine review §6).
-        let mut primary_settings_before = None;
-        if options.fence_primary {
-            let before = fence_primary(&sides.primary).await.map_err(|e| {
-                PromoteError::Unreachable(format!(
-                    "the secondary is already promoted (epoch {}), but fencing the old primary failed: {e}. \
-                     It may still take application writes: rerun `standby promote --fence-primary` when it \
-                     answers, or stop its applications by hand",
-                    promoted.epoch
-                ))
-            })?;
-            steps.push("fenced the old primary: only $admins may write its user streams".into());
-            primary_settings_before = Some(before.map_or(Value::Null, |s| s.as_json().clone()));
-        }
-        return Ok(PromoteReport {
-            outcome: Outcome::AlreadyPromoted,
-            record: promoted,
-            primary_reachable: false,
-            missing: Vec::new(),
-            steps,
-            warnings,
-            primary_settings_before,
-        });
+        return already_promoted(sides, options, promoted.clone(), steps, warnings).await;
     }
     if control.is_none() {
         warnings.push(format!(
@@ -421,7 +605,12 @@ async fn promote_with(
             record::CONTROL_STREAM
         ));
     }
-    let user = replicator(sides, &mut warnings).await?;
+    let security = sides
+        .admin
+        .security()
+        .await
+        .map_err(|e| secondary_err("asking how the secondary authenticates", e))?;
+    let user = replicator(sides, security, options.unfenced, &mut warnings).await?;
     // v20+ also treat the login `admin` as an admin whatever its groups (research §3,
     // `src/KurrentDB.Core/Authorization/WellKnownAssertions.cs`).
     if user.groups.iter().any(|g| g == ADMINS) || sides.replicator == "admin" {
@@ -450,8 +639,8 @@ async fn promote_with(
         login: &sides.replicator,
         groups: &user.groups,
     };
-    if acl::admits_writer(&acl::user_acl(Some(&opened)), who) {
-        if !user.can_disable {
+    if user.probe.is_some() && acl::admits_writer(&acl::user_acl(Some(&opened)), who) {
+        if user.probe == Some(Probe::WriteAcl) {
             return Err(PromoteError::Refused(format!(
                 "opening the secondary to applications would re-admit the replication user {:?} (Event Store ACLs have no deny), and its account cannot be disabled here. Set promotion.write_roles to the roles applications write with",
                 sides.replicator
@@ -462,6 +651,20 @@ async fn promote_with(
             sides.replicator
         ));
     }
+    // Without an account to disable, a stream `$acl` naming the replication user keeps it in
+    // (engine review §5): list them; `--unfenced` was required to get here.
+    let admitting = if user.probe == Some(Probe::WriteAcl) {
+        streams_admitting(&sides.admin, who).await?
+    } else {
+        Vec::new()
+    };
+    let planned_fence = match user.probe {
+        None => Fence::Unfenced,
+        Some(Probe::WriteAcl) => Fence::AclOnly {
+            admitting: admitting.clone(),
+        },
+        Some(Probe::Authentication) => Fence::Unknown,
+    };
 
     // Measure.
     let mut applied = last_applied(config, &sides.admin).await?;
@@ -551,6 +754,7 @@ async fn promote_with(
             ],
             warnings,
             primary_settings_before: None,
+            fence: planned_fence,
         });
     }
 
@@ -566,27 +770,31 @@ async fn promote_with(
             sides.replicator
         ));
     }
-    sides
-        .admin
-        .write_settings(
-            &acl::closed(before.as_ref()),
-            uuid::Uuid::new_v4(),
-            None,
-            ExpectedVersion::Any,
-        )
-        .await
-        .map_err(|e| secondary_err("closing $settings", e))?;
+    if let Some(won) = close_secondary(sides, before.as_ref()).await? {
+        steps.push(format!("another promotion wrote epoch {} first", won.epoch));
+        return already_promoted(sides, options, won, steps, warnings).await;
+    }
     steps.push("closed the secondary's $settings to everyone but $admins".into());
-    let probe = if user.can_disable {
-        Probe::Authentication
-    } else {
-        Probe::WriteAcl
+    let fence = match user.probe {
+        Some(probe) => {
+            let nodes = prove_fence(sides, probe).await?;
+            steps.push(format!(
+                "fence proven: the replication user is refused on {nodes} node{}",
+                if nodes == 1 { "" } else { "s" }
+            ));
+            match probe {
+                Probe::Authentication => Fence::Proven { nodes },
+                Probe::WriteAcl => planned_fence,
+            }
+        }
+        None => {
+            steps.push(
+                "no fence: the secondary runs insecure, so the replication user cannot be refused (--unfenced)"
+                    .into(),
+            );
+            Fence::Unfenced
+        }
     };
-    let nodes = prove_fence(sides, probe).await?;
-    steps.push(format!(
-        "fence proven: the replication user is refused on {nodes} node{}",
-        if nodes == 1 { "" } else { "s" }
-    ));
     settle(&sides.admin).await?;
     steps.push(
         "the secondary's user streams are quiet: no write of the replication user is in flight"
@@ -625,6 +833,7 @@ async fn promote_with(
                     steps,
                     warnings,
                     primary_settings_before: None,
+                    fence: Fence::Unknown,
                 });
             }
             // `run`'s setup wrote a secondary record meanwhile: promote after it.
@@ -672,6 +881,7 @@ async fn promote_with(
         warnings,
         primary_settings_before: fenced_primary
             .map(|b| b.map_or(Value::Null, |s| s.as_json().clone())),
+        fence,
     })
 }
 
@@ -967,7 +1177,18 @@ pub async fn switchover(
             steps: Vec::new(),
             warnings: Vec::new(),
             primary_settings_before: None,
+            fence: Fence::Unknown,
         });
+    }
+    // Before the primary is touched: a secondary that cannot be fenced is not switched over.
+    match sides.admin.security().await {
+        Ok(Security::Secure | Security::PlaintextWithAuth) => {}
+        Ok(mode) => {
+            return Err(PromoteError::Refused(format!(
+                "the secondary's replication user cannot be fenced ({mode}). Nothing was changed. Stop `standby run`, wait until `standby status` shows no lag, then use `standby promote --force --unfenced`"
+            )))
+        }
+        Err(e) => return Err(secondary_err("asking how the secondary authenticates", e)),
     }
     let start = last_applied(config, &sides.admin).await?;
     let before = fence_primary(&sides.primary).await.map_err(|e| {
@@ -1057,6 +1278,7 @@ pub async fn switchover(
         fence_primary: false,
         reason: reason.or_else(|| Some("switchover".into())),
         max_lag: Some(0),
+        unfenced: false,
     };
     let mut report = promote_with(&sides, config, &options, "switchover", Some(before.clone()))
         .await

@@ -8,6 +8,9 @@
 //!    `$standby-offsets`, `$standby-fidelity`, `$standby-lease`): system streams are `$admins`-only by default, and
 //!    the replication user must not be an admin, or the fence would not bind it (contract §8).
 //! 4. Write epoch 1 (role `secondary`) when the control stream is empty.
+//!
+//! It refuses a replication user that is an admin (no fence binds it), and a secondary whose
+//! `$settings` a promotion has closed (unless `run --takeover`).
 
 use serde_json::{json, Value};
 
@@ -43,6 +46,23 @@ pub enum SetupError {
         "the secondary's $settings changed while setup was writing the fence; reading them again"
     )]
     Raced,
+    /// `$settings` are closed: a promotion is running or stopped before its epoch.
+    #[error(
+        "the secondary's $settings are closed to everyone but $admins: a `standby promote` is \
+         running on it, or stopped before writing its epoch (the replication user may be disabled \
+         too). If a promotion is running, let it finish. To replicate instead, enable the \
+         replication user and start `standby run --takeover`, which fences the secondary for \
+         replication again"
+    )]
+    Closed,
+    /// The replication user is an admin: the fence cannot bind it.
+    #[error(
+        "the replication user {login:?} is an admin ({why}): admins bypass ACLs, so no fence can \
+         keep it out after promotion and a replicator left running would keep writing. Create a \
+         dedicated replication user outside $admins (not named `admin`), set [secondary] \
+         username to it, and keep an admin in [secondary.admin]"
+    )]
+    AdminReplicator { login: String, why: &'static str },
     #[error("{0}")]
     Control(#[from] ControlError),
     #[error("setting up the secondary as {admin}: {source}")]
@@ -58,7 +78,9 @@ impl SetupError {
         match self {
             SetupError::Control(e) => e.is_transient(),
             SetupError::Client { source, .. } => source.is_transient(),
-            SetupError::Promoted(_) => false,
+            SetupError::Promoted(_) | SetupError::AdminReplicator { .. } | SetupError::Closed => {
+                false
+            }
             SetupError::Raced => true,
         }
     }
@@ -70,8 +92,6 @@ pub struct Setup {
     pub control: Control,
     /// The fence was (re)written now.
     pub fenced_now: bool,
-    /// The replication user is in `$admins`: the fence cannot bind it.
-    pub replicator_is_admin: Option<bool>,
 }
 
 /// Runs the setup (see the module documentation).
@@ -84,6 +104,7 @@ pub async fn ensure(
     replicator: &str,
     primary: &PrimaryId,
     primary_url: &str,
+    takeover: bool,
 ) -> Result<Setup, SetupError> {
     let client_err = |source| SetupError::Client {
         admin: admin_login.to_owned(),
@@ -93,11 +114,17 @@ pub async fn ensure(
     if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
         return Err(SetupError::Promoted(Box::new(promoted.clone())));
     }
+    refuse_admin(admin, admin_login, replicator).await?;
     let (current, version) = admin.read_settings_versioned().await.map_err(client_err)?;
     let before = match &control {
         Some(c) => c.record.settings_before.clone().map(SystemSettings::new),
         None => current.clone(),
     };
+    // Closed settings on a set-up secondary are a promotion's first step: re-fencing them would
+    // re-admit the replication user behind its back (engine review §13).
+    if !takeover && control.is_some() && current.as_ref() == Some(&acl::closed(before.as_ref())) {
+        return Err(SetupError::Closed);
+    }
     let fence = acl::fenced(before.as_ref(), replicator);
     let fenced_now = current.as_ref() != Some(&fence);
     if fenced_now {
@@ -155,19 +182,45 @@ pub async fn ensure(
         number: crate::position::StreamRevision::START,
         detail: "the control stream vanished during setup".into(),
     }))?;
-    let replicator_is_admin = match admin.get_user(replicator).await {
-        Ok(Lookup::Found(user)) => Some(user.groups.iter().any(|g| g == ADMINS)),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot look up the replication user");
-            None
-        }
-    };
     Ok(Setup {
         control,
         fenced_now,
-        replicator_is_admin,
     })
+}
+
+/// Refuses a replication user the fence cannot bind: the `[secondary.admin]` login itself, the
+/// login `admin` (an admin by name whatever its groups since v20, research §3), or a member of
+/// `$admins`. Where the node does not manage accounts the groups cannot be read, and only the
+/// names are checked.
+async fn refuse_admin(
+    admin: &Client,
+    admin_login: &str,
+    replicator: &str,
+) -> Result<(), SetupError> {
+    let refuse = |why| SetupError::AdminReplicator {
+        login: replicator.to_owned(),
+        why,
+    };
+    if replicator == "admin" {
+        return Err(refuse("the login `admin` is an admin by name since v20"));
+    }
+    if replicator == admin_login {
+        return Err(refuse("the same login as [secondary.admin]"));
+    }
+    match admin.get_user(replicator).await {
+        Ok(Lookup::Found(user)) if user.groups.iter().any(|g| g == ADMINS) => {
+            Err(refuse("a member of $admins"))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.is_transient() => Err(SetupError::Client {
+            admin: admin_login.to_owned(),
+            source: e,
+        }),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot look up the replication user's groups");
+            Ok(())
+        }
+    }
 }
 
 /// Makes `stream`'s metadata grant every right to `replicator` and `$admins` (and carry

@@ -22,7 +22,7 @@ use super::encode::{self, EncodeError, EventData, Part};
 use super::error::Error;
 use super::headers::{media, ETag, HeaderFamily, RequestHeader};
 use super::metadata::{StreamMetadata, SystemSettings, SETTINGS_EVENT_TYPE};
-use super::node::{Gossip, Liveness, NodeInfo};
+use super::node::{Gossip, Liveness, NodeInfo, Security};
 use super::page::{AllPage, Direction, Entry, Lookup, StreamPage};
 use super::request::{AllFrom, Embed, PageSize, ReadOptions, Routes, StreamFrom};
 use super::response::{self, Appended, DeleteOutcome, RawResponse, RequestInfo};
@@ -983,6 +983,65 @@ impl Client {
             .execute(Call::new(Method::GET, url).accept(media::JSON))
             .await?;
         response::decode_info(&info, &resp)
+    }
+
+    /// The same node, asked without credentials.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            credentials: None,
+            ..self.clone()
+        }
+    }
+
+    /// How the node treats credentials (research `real-server-behaviour.md` §2): `/info`
+    /// names the passthrough provider of `--insecure` on v20+; otherwise an anonymous
+    /// `GET /users/$current` is refused (401) where authentication is enforced. Where `/users`
+    /// is not served (an external provider, or a server whose `/info` says nothing), an
+    /// anonymous read of `$all`, which only `$admins` may do, tells the two apart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] when the node does not answer `/info`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn security(&self) -> Result<Security, Error> {
+        let info = self.info().await?;
+        let user_management = info
+            .features
+            .as_ref()
+            .and_then(|f| f.user_management)
+            .unwrap_or(true);
+        let tls = self.base_url().scheme() == "https";
+        let authenticated = if tls {
+            Security::Secure
+        } else {
+            Security::PlaintextWithAuth
+        };
+        let external = Security::External { tls };
+        if info.authentication.as_deref() == Some("insecure") {
+            return Ok(Security::Insecure);
+        }
+        let anonymous = self.anonymous();
+        match anonymous.current_user().await {
+            Err(Error::Unauthorized { .. }) if user_management => return Ok(authenticated),
+            Err(Error::Unauthorized { .. }) => return Ok(external),
+            Ok(Lookup::Found(_)) => return Ok(Security::Insecure),
+            _ => {}
+        }
+        let open = anonymous
+            .read_all_backward(
+                AllFrom::Head,
+                PageSize::new(1).unwrap_or(PageSize::MAX),
+                &ReadOptions::embed(Embed::None),
+            )
+            .await;
+        Ok(match open {
+            Ok(_) => Security::Insecure,
+            Err(_) if user_management => authenticated,
+            Err(_) => external,
+        })
     }
 
     /// `GET /health/live` (v20.6+; v5 answers [`Liveness::Unsupported`]).

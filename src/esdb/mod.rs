@@ -41,7 +41,7 @@ pub use encode::{EncodeError, EventData};
 pub use error::Error;
 pub use headers::{ETag, HeaderFamily};
 pub use metadata::{Acl, Roles, StreamMetadata, SystemSettings};
-pub use node::{Endpoint, Gossip, Liveness, Member, NodeInfo, NodeState};
+pub use node::{Endpoint, Gossip, Liveness, Member, NodeInfo, NodeState, Security};
 pub use page::{
     AllPage, Direction, Entry, EntryContent, EntrySummary, EventRef, Links, Lookup, RecordedEvent,
     StreamPage,

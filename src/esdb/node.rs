@@ -68,6 +68,47 @@ impl fmt::Display for NodeState {
     }
 }
 
+/// How a node treats credentials, as far as a fence depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Authentication enforced, over TLS.
+    Secure,
+    /// Authentication enforced over plain HTTP: Event Store 5, or KurrentDB 26.2+ with
+    /// `--disable-tls`. Passwords travel in clear text.
+    PlaintextWithAuth,
+    /// Accounts come from an external provider (LDAPS, OAuth): authentication is enforced (over
+    /// TLS when `tls`), but no account can be disabled through the node, so only ACLs fence.
+    External { tls: bool },
+    /// `--insecure`: every request runs as `system`; no ACL or disabled account binds anyone.
+    Insecure,
+}
+
+impl Security {
+    /// Whether a disabled account or an ACL binds anyone on this node.
+    pub fn enforces_authentication(&self) -> bool {
+        !matches!(self, Security::Insecure)
+    }
+}
+
+impl fmt::Display for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Security::Secure => f.write_str("secure (TLS, authentication required)"),
+            Security::PlaintextWithAuth => f.write_str("plaintext with authentication"),
+            Security::External { tls } => write!(
+                f,
+                "{}, accounts managed outside the node (no user management)",
+                if *tls {
+                    "secure (TLS, authentication required)"
+                } else {
+                    "plaintext with authentication"
+                }
+            ),
+            Security::Insecure => f.write_str("insecure (every request runs as system)"),
+        }
+    }
+}
+
 /// `GET /info`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {

@@ -431,6 +431,7 @@ async fn prepare_secondary(
     identity: &PrimaryId,
     shutdown: &CancellationToken,
     shared: &Shared,
+    takeover: bool,
 ) -> Result<Option<Client>, RunError> {
     use crate::control::setup;
     let replicator = config.secondary.username.clone().unwrap_or_default();
@@ -450,19 +451,13 @@ async fn prepare_secondary(
         |_| {
             shared.retries.fetch_add(1, AtomicOrdering::Relaxed);
         },
-        || setup::ensure(&admin, &login, &replicator, identity, &url),
+        || setup::ensure(&admin, &login, &replicator, identity, &url, takeover),
     )
     .await
     {
         Ok(done) => {
             if done.fenced_now {
                 tracing::info!(replicator = %replicator, "the secondary is fenced: only the replication user and $admins may write user streams");
-            }
-            if done.replicator_is_admin == Some(true) || replicator == login {
-                tracing::warn!(
-                    replicator = %replicator,
-                    "THE REPLICATION USER IS A MEMBER OF $admins. Admins bypass ACLs, so promotion cannot fence this replicator: a replicator still running after `promote` could keep writing. Use a replication user outside $admins"
-                );
             }
             Ok(Some(admin))
         }
@@ -654,11 +649,19 @@ pub async fn run_with(
         }
     };
     // Only now, with the resume point proven, does anything get written.
-    let control_reader =
-        match prepare_secondary(config, &secondary, &identity, &shutdown, &shared).await? {
-            Some(c) => c,
-            None => return Ok(stopped(Some(start))),
-        };
+    let control_reader = match prepare_secondary(
+        config,
+        &secondary,
+        &identity,
+        &shutdown,
+        &shared,
+        options.takeover,
+    )
+    .await?
+    {
+        Some(c) => c,
+        None => return Ok(stopped(Some(start))),
+    };
     let claim = crate::lease::Claim {
         holder,
         checkpoint: config.checkpoint.path.clone(),

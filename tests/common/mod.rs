@@ -80,8 +80,16 @@ pub async fn clusters(ordering: standby::config::Ordering) -> standby::demo::Dem
 
 /// An admin client for a dev node.
 pub fn admin_client(url: &str) -> standby::esdb::Client {
-    let config = standby::esdb::ClientConfig::new(reqwest::Url::parse(url).unwrap())
-        .with_credentials(standby::esdb::Credentials::new("admin", "changeit"));
+    client_as(url, ("admin", "changeit"))
+}
+
+/// A client for the dev node at `url` as `user`, trusting [`dev_certs`]' CA for `https`.
+pub fn client_as(url: &str, (user, password): (&str, &str)) -> standby::esdb::Client {
+    let mut config = standby::esdb::ClientConfig::new(reqwest::Url::parse(url).unwrap())
+        .with_credentials(standby::esdb::Credentials::new(user, password));
+    if url.starts_with("https:") {
+        config.ca_file = Some(dev_certs().ca_file());
+    }
     standby::esdb::Client::new(config).unwrap()
 }
 

@@ -50,6 +50,8 @@ pub(crate) struct App {
     pub scheme: &'static str,
     /// `--insecure`: the passthrough providers; every request is `system`, no `/users`.
     pub passthrough: bool,
+    /// `false` with an external authentication provider: no `/users`.
+    pub user_management: bool,
     /// Cancelled on stop: aborts long polls.
     pub shutdown: CancellationToken,
     /// Set after stop; requests still arriving on old connections get 503.
@@ -156,6 +158,7 @@ impl Node {
             addr,
             scheme: if mode.tls.is_some() { "https" } else { "http" },
             passthrough: mode.passthrough,
+            user_management: cfg.user_management && !mode.passthrough,
             shutdown: CancellationToken::new(),
             closed: AtomicBool::new(false),
             instance_id: Uuid::new_v4(),

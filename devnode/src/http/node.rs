@@ -34,6 +34,8 @@ pub(super) fn info(ctx: &Ctx) -> Reply {
         // (`ClusterVNode.cs`, the `/info` features, research §2).
         let (auth, users) = if ctx.app.passthrough {
             ("insecure", false)
+        } else if !ctx.app.user_management {
+            ("ldaps", false)
         } else {
             ("internal", true)
         };

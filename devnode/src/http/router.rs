@@ -363,8 +363,9 @@ async fn route(ctx: &mut Ctx, body: Body) -> Reply {
                 _ => method_not_allowed("POST, OPTIONS"),
             };
         }
-        // `--insecure` registers no `UsersController` (research §2).
-        ["users", ..] if ctx.app.passthrough => return no_route(),
+        // `--insecure` registers no `UsersController` (research §2), nor do the external
+        // providers (LDAPS, OAuth) manage accounts through it.
+        ["users", ..] if !ctx.app.user_management => return no_route(),
         ["users", rest @ ..] => return users::route(ctx, rest, body).await,
         ["streams", ..] if raw.len() >= 2 => {}
         _ => return no_route(),
