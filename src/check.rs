@@ -128,11 +128,28 @@ pub async fn check(config: &Config) -> Report {
         None => reachable(&mut report, "secondary", &secondary, false).await,
     };
     if let Some(side) = &p {
-        security(&mut report, "primary", &config.primary, side, false).await;
+        security(&mut report, "primary", &config.primary, side, false, false).await;
     }
     if let Some(side) = &s {
-        security(&mut report, "secondary", &config.secondary, side, true).await;
+        security(
+            &mut report,
+            "secondary",
+            &config.secondary,
+            side,
+            true,
+            config.promotion.allow_unfenced,
+        )
+        .await;
     }
+    let clocks_of = |client: Client, seen: bool| async move {
+        match seen {
+            true => client.clock_offset_secs().await.ok().flatten(),
+            false => None,
+        }
+    };
+    let primary_clock = clocks_of(primary.clone(), p.is_some()).await;
+    let secondary_clock = clocks_of(secondary.clone(), s.is_some()).await;
+    clock_skew(&mut report, primary_clock, secondary_clock);
     let Some(s) = s else {
         return report;
     };
@@ -170,6 +187,42 @@ pub async fn check(config: &Config) -> Report {
     checkpoint_file(&mut report, config, &inspector).await;
     lease(&mut report, &inspector).await;
     report
+}
+
+/// Beyond this, clocks disagree by more than the `Date` header's resolution explains, and by a
+/// third of the default lease period: lag in seconds compares the clusters' timestamps, and the
+/// lease compares this host's clock with the holder's.
+pub const CLOCK_SKEW_WARN_SECS: f64 = 5.0;
+
+/// The clusters' clocks against this host's and against each other.
+fn clock_skew(report: &mut Report, primary: Option<f64>, secondary: Option<f64>) {
+    const CHECK: &str = "clock skew";
+    let (Some(p), Some(s)) = (primary, secondary) else {
+        if primary.is_some() || secondary.is_some() {
+            report.warn(
+                CHECK,
+                "a node sent no Date header: its clock cannot be compared".into(),
+                "check the clocks by hand (NTP on every host)",
+            );
+        }
+        return;
+    };
+    let between = p - s;
+    let detail = format!(
+        "primary {p:+.0} s, secondary {s:+.0} s against this host; {between:+.0} s between the clusters"
+    );
+    if [p, s, between]
+        .iter()
+        .any(|d| d.abs() > CLOCK_SKEW_WARN_SECS)
+    {
+        report.warn(
+            CHECK,
+            detail,
+            "synchronise the clocks (NTP/chrony on every host): lag in seconds compares the two clusters' timestamps, and the lease compares this host's clock with the holder's",
+        );
+    } else {
+        report.ok(CHECK, detail);
+    }
 }
 
 fn login(name: &Option<String>) -> String {
@@ -233,6 +286,7 @@ async fn security(
     endpoint: &EndpointConfig,
     node: &Side,
     is_secondary: bool,
+    allow_unfenced: bool,
 ) {
     let check = format!("{side} security");
     let Some(client) = endpoint
@@ -254,10 +308,15 @@ async fn security(
         }
     };
     match mode {
-        Security::Insecure if is_secondary => report.fail(
+        Security::Insecure if is_secondary && !allow_unfenced => report.fail(
             &check,
             "insecure: every request runs as system, so no ACL or disabled account binds anyone; a promotion cannot fence the replicator".into(),
-            "run the secondary in secure mode (TLS with authentication), or on 26.2+ with --disable-tls and authentication; `promote` refuses an insecure secondary without --unfenced",
+            "run the secondary in secure mode (TLS with authentication), or on 26.2+ with --disable-tls and authentication; to replicate into it anyway set promotion.allow_unfenced = true (`promote` then needs --unfenced)",
+        ),
+        Security::Insecure if is_secondary => report.warn(
+            &check,
+            "insecure: every request runs as system, so a promotion cannot fence the replicator (promotion.allow_unfenced is set)".into(),
+            "stop every `standby run` by hand before `standby promote --unfenced`",
         ),
         Security::Insecure => report.warn(
             &check,

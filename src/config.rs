@@ -43,6 +43,7 @@ pub const KEYS: &[(&str, Kind)] = &[
     ("replication.lease_secs", Kind::Int),
     ("promotion.write_roles", Kind::List),
     ("promotion.fence_timeout_secs", Kind::Int),
+    ("promotion.allow_unfenced", Kind::Bool),
     ("metrics.listen", Kind::Str),
     ("metrics.ready_window_secs", Kind::Int),
 ];
@@ -57,6 +58,8 @@ pub enum Kind {
     Int,
     /// Comma-separated strings.
     List,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// The whole configuration of `standby`.
@@ -114,6 +117,10 @@ pub struct PromotionConfig {
     /// when it struggles (research §1.2), so the default leaves a wide margin.
     #[serde(default = "default_fence_timeout")]
     pub fence_timeout_secs: u64,
+    /// Replicate into a secondary that cannot be fenced (insecure: every request runs as
+    /// `system`). `run` refuses such a secondary without it; `promote` still needs `--unfenced`.
+    #[serde(default)]
+    pub allow_unfenced: bool,
 }
 
 impl Default for PromotionConfig {
@@ -121,6 +128,7 @@ impl Default for PromotionConfig {
         PromotionConfig {
             write_roles: None,
             fence_timeout_secs: default_fence_timeout(),
+            allow_unfenced: false,
         }
     }
 }
@@ -431,6 +439,16 @@ impl Config {
                         message: format!("{value:?} is not an integer"),
                     })?)
                 }
+                Kind::Bool => match value.trim() {
+                    "true" => toml::Value::Boolean(true),
+                    "false" => toml::Value::Boolean(false),
+                    _ => {
+                        return Err(Error::Env {
+                            var: var.clone(),
+                            message: format!("{value:?} is not true or false"),
+                        })
+                    }
+                },
                 Kind::List => toml::Value::Array(
                     value
                         .split(',')
@@ -641,6 +659,7 @@ mod tests {
         for (key, kind) in KEYS {
             let value = match kind {
                 Kind::Int => "5",
+                Kind::Bool => "true",
                 _ => "x",
             };
             let err = load(MINIMAL, &[(&env_var(key), value)]).err();

@@ -203,3 +203,107 @@ async fn a_secondary_with_data_of_its_own_is_a_warning_and_an_unreachable_one_fa
     assert_eq!(code, Some(3));
     assert_eq!(verdict(&findings, "secondary reachable").0, "fail");
 }
+
+/// Starts a pair whose secondary is adjusted by `secondary`, writes one event to the primary
+/// and the configuration file, and runs `check`.
+async fn check_pair(
+    secondary: impl Fn(devnode::NodeConfig) -> devnode::NodeConfig,
+    tls: bool,
+) -> (
+    standby::demo::DemoClusters,
+    Option<i32>,
+    Vec<(String, String, String)>,
+) {
+    let certs = common::dev_certs();
+    let c = standby::demo::start_clusters_with(
+        Ordering::Global,
+        |config, is_secondary| {
+            let config = if tls {
+                config
+                    .profile(devnode::Profile::V25)
+                    .dev_tls(certs)
+                    .unwrap()
+            } else {
+                config
+            };
+            if is_secondary {
+                secondary(config)
+            } else {
+                config
+            }
+        },
+        tls.then(|| certs.ca_file()),
+    )
+    .await
+    .unwrap();
+    admin_client(&c.primary.url())
+        .append_events(
+            "order-1",
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let config = write_config_file(&c);
+    let (code, findings) = check(&config).await;
+    (c, code, findings)
+}
+
+/// Secure mode passes; an insecure secondary fails with the fence explanation; accounts managed
+/// outside the secondary are a warning that only ACLs fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secondary_security_mode_decides_whether_it_can_be_fenced() {
+    let (_c, code, findings) = check_pair(|config| config, true).await;
+    assert_eq!(code, Some(0), "{findings:#?}");
+    let (v, detail) = verdict(&findings, "secondary security");
+    assert_eq!(v, "ok", "{detail}");
+    assert!(detail.contains("TLS"), "{detail}");
+    assert_eq!(verdict(&findings, "primary security").0, "ok");
+
+    let (_c, code, findings) = check_pair(
+        |config| config.profile(devnode::Profile::V25).insecure(),
+        false,
+    )
+    .await;
+    assert_eq!(code, Some(3), "{findings:#?}");
+    let (v, detail) = verdict(&findings, "secondary security");
+    assert_eq!(v, "fail");
+    assert!(detail.contains("insecure"), "{detail}");
+    assert!(detail.contains("cannot fence"), "{detail}");
+    assert!(detail.contains("--unfenced"), "{detail}");
+
+    let (_c, code, findings) = check_pair(|config| config.external_users(), false).await;
+    assert_eq!(code, Some(0), "{findings:#?}");
+    let (v, detail) = verdict(&findings, "secondary security");
+    assert_eq!(v, "warn");
+    assert!(detail.contains("only ACLs"), "{detail}");
+}
+
+/// A secondary whose clock is 30 s behind: a warning naming both offsets and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_between_the_clusters_is_a_warning() {
+    let (_c, code, findings) = check_pair(|config| config, false).await;
+    assert_eq!(code, Some(0), "{findings:#?}");
+    assert_eq!(verdict(&findings, "clock skew").0, "ok", "{findings:#?}");
+
+    let c = clusters(Ordering::Global).await;
+    c.secondary.set_clock_offset(-30_000);
+    admin_client(&c.primary.url())
+        .append_events(
+            "order-1",
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let (code, findings) = check(&write_config_file(&c)).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "a warning does not stop `run`: {findings:#?}"
+    );
+    let (v, detail) = verdict(&findings, "clock skew");
+    assert_eq!(v, "warn", "{detail}");
+    assert!(detail.contains("secondary -30 s"), "{detail}");
+    assert!(detail.contains("NTP"), "{detail}");
+}

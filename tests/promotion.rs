@@ -1055,6 +1055,20 @@ async fn promote_refuses_an_insecure_secondary_unless_told_it_is_unfenced() {
     )
     .await
     .unwrap();
+    let mut c = c;
+    // `run` refuses an insecure secondary unless told to replicate into it anyway.
+    admin_client(&c.primary.url())
+        .append_events("first", &one_event(0), ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let (_, _, run) = start_run(&c.config);
+    let err = run_outcome(run).await.expect_err("refused");
+    assert_eq!(err.exit_code(), standby::exit::REFUSED, "{err}");
+    assert!(
+        err.to_string().contains("promotion.allow_unfenced"),
+        "{err}"
+    );
+    c.config.promotion.allow_unfenced = true;
     replicated(&c, 50).await;
     let secondary = admin_client(&c.secondary.url());
 

@@ -1044,6 +1044,42 @@ impl Client {
         })
     }
 
+    /// How far the node's clock is ahead of this host's (negative: behind), in seconds, from the
+    /// `Date` header of a `GET /info` answer against the local clock half-way through the request.
+    /// `Date` has one-second resolution, so only offsets of a few seconds mean anything. `None`
+    /// when the node sends no readable `Date`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] when the node does not answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn clock_offset_secs(&self) -> Result<Option<f64>, Error> {
+        let sent = std::time::SystemTime::now();
+        let url = self.routes.endpoint("/info");
+        let (_, resp) = self
+            .execute(Call::new(Method::GET, url).accept(media::JSON))
+            .await?;
+        let received = std::time::SystemTime::now();
+        let local = sent + received.duration_since(sent).unwrap_or_default() / 2;
+        let Some(date) = resp
+            .headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+        else {
+            return Ok(None);
+        };
+        // `Date` drops the fraction of a second: the node's time lies in [date, date + 1 s).
+        let date = date + Duration::from_millis(500);
+        Ok(Some(match date.duration_since(local) {
+            Ok(ahead) => ahead.as_secs_f64(),
+            Err(behind) => -behind.duration().as_secs_f64(),
+        }))
+    }
+
     /// `GET /health/live` (v20.6+; v5 answers [`Liveness::Unsupported`]).
     ///
     /// # Errors

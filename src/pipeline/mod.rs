@@ -423,6 +423,9 @@ pub fn admin_client(config: &Config) -> Result<Option<Client>, RunError> {
         .map_err(|e| RunError::Config(format!("[secondary.admin] {e}")))
 }
 
+/// Why `run` (and `check`) refuse an insecure secondary, and what to do.
+pub const UNFENCEABLE: &str = "the secondary is insecure: every request runs as system, so no disabled account or ACL keeps a replicator out after promotion, and promotion could not fence this one. Run the secondary in secure mode (TLS with authentication), or on KurrentDB 26.2+ with --disable-tls and authentication; to replicate into it anyway, set promotion.allow_unfenced = true (`promote` then needs --unfenced)";
+
 /// Sets up the secondary (with `[secondary.admin]`) or, without it, only checks that it is not
 /// promoted. Returns the client that reads the control stream while running.
 async fn prepare_secondary(
@@ -435,6 +438,30 @@ async fn prepare_secondary(
 ) -> Result<Option<Client>, RunError> {
     use crate::control::setup;
     let replicator = config.secondary.username.clone().unwrap_or_default();
+    let security = match retry(
+        "ask how the secondary authenticates",
+        shutdown,
+        |_| {
+            shared.retries.fetch_add(1, AtomicOrdering::Relaxed);
+        },
+        || secondary.security(),
+    )
+    .await
+    {
+        Ok(security) => security,
+        Err(Gave::Cancelled) => return Ok(None),
+        Err(Gave::Up(e)) => {
+            return Err(RunError::Refused(format!(
+                "asking how the secondary authenticates: {e}"
+            )))
+        }
+    };
+    if security == crate::esdb::Security::Insecure {
+        if !config.promotion.allow_unfenced {
+            return Err(RunError::Refused(UNFENCEABLE.into()));
+        }
+        tracing::warn!("the secondary is insecure: a promotion cannot fence this replicator (promotion.allow_unfenced)");
+    }
     let Some(admin) = admin_client(config)? else {
         tracing::warn!(
             "no [secondary.admin] configured: the secondary is not fenced against application writes and cannot be promoted safely; see docs/failover.md"

@@ -132,15 +132,24 @@ pub async fn wait_applied_to_head(
 pub fn write_config_file(clusters: &standby::demo::DemoClusters) -> PathBuf {
     let (user, password) = standby::demo::REPLICATOR;
     let path = clusters.dir.path().join("standby.toml");
+    let ca = |endpoint: &standby::config::EndpointConfig| {
+        endpoint
+            .ca_file
+            .as_ref()
+            .map(|f| format!("ca_file = {:?}\n", f))
+            .unwrap_or_default()
+    };
     std::fs::write(
         &path,
         format!(
-            "[primary]\nurl = {:?}\nusername = \"admin\"\npassword = \"changeit\"\n\n\
-             [secondary]\nurl = {:?}\nusername = {user:?}\npassword = {password:?}\n\n\
+            "[primary]\nurl = {:?}\nusername = \"admin\"\npassword = \"changeit\"\n{}\n\
+             [secondary]\nurl = {:?}\nusername = {user:?}\npassword = {password:?}\n{}\n\
              [secondary.admin]\nusername = \"admin\"\npassword = \"changeit\"\n\n\
              [checkpoint]\npath = {:?}\n\n[replication]\nordering = {:?}\n",
             clusters.primary.url(),
+            ca(&clusters.config.primary),
             clusters.secondary.url(),
+            ca(&clusters.config.secondary),
             clusters.config.checkpoint.path,
             match clusters.config.replication.ordering {
                 standby::config::Ordering::Global => "global",

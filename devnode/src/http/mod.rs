@@ -243,6 +243,14 @@ impl Node {
             .insert(stream.to_owned(), writes);
     }
 
+    /// Sets this node's clock `offset` ahead of the machine's (negative: behind): its events'
+    /// timestamps and its `Date` headers follow it, as on a host whose clock is wrong.
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        self.app
+            .store
+            .set_clock_offset(offset_ms.saturating_mul(10_000));
+    }
+
     /// Holds (`true`) or releases the credential poller: while held, a disabled user or an old
     /// password keeps authenticating from the cache, as on a server whose notification reads fail
     /// (research §1.2). Lets tests open the fence's window at will.

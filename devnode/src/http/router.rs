@@ -257,7 +257,13 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         // `HttpListener` writes the null content type as an empty header (recorded).
         reply = reply.header(hyper::header::CONTENT_TYPE, "");
     }
-    let resp = cors(&ctx, reply).into_response();
+    let mut resp = cors(&ctx, reply).into_response();
+    // The node's own clock: hyper would stamp the machine's.
+    let now = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(app.store.now()).unwrap_or(0) * 100);
+    if let Ok(date) = hyper::header::HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        resp.headers_mut().insert(hyper::header::DATE, date);
+    }
     tracing::debug!(method = %ctx.method, path = %ctx.raw_path, status = resp.status().as_u16(), "request");
     resp
 }

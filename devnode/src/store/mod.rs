@@ -265,6 +265,9 @@ pub struct Store {
     changes: watch::Sender<u64>,
     /// Writes go to a log file (and may block on the disk); false in memory mode.
     durable: bool,
+    /// How far this node's clock is off, in ticks: a node with a wrong clock stamps its events
+    /// and its `Date` headers with it.
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 /// Current time in 100 ns ticks since the Unix epoch.
@@ -341,6 +344,7 @@ impl Store {
             state: RwLock::new(state),
             changes: watch::channel(end).0,
             durable,
+            clock_offset: Default::default(),
         })
     }
 
@@ -474,7 +478,18 @@ impl Store {
         expected: i64,
         events: Vec<ProposedEvent>,
     ) -> Result<AppendResult, StoreError> {
-        self.append_at(stream, expected, events, now_ticks())
+        self.append_at(stream, expected, events, self.now())
+    }
+
+    /// This node's time in ticks: the machine's clock plus [`Store::set_clock_offset`].
+    pub fn now(&self) -> i64 {
+        now_ticks().saturating_add(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Makes this node's clock run `ticks` ahead (negative: behind) of the machine's.
+    pub fn set_clock_offset(&self, ticks: i64) {
+        self.clock_offset
+            .store(ticks, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`Store::append`] with an explicit creation time (100 ns ticks since the Unix epoch) for
@@ -605,7 +620,7 @@ impl Store {
         if !hard && reject_missing_soft_delete && cur == -1 && meta_last < 0 {
             return Ok(DeleteResult::WrongExpectedVersion { current: cur });
         }
-        let now = now_ticks();
+        let now = self.now();
         let rec = if hard {
             // Tombstone: number Int64.MaxValue, `$streamDeleted`, empty, not JSON (§5.7).
             NewRecord {
