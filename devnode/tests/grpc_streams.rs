@@ -508,3 +508,93 @@ async fn a_tombstoned_stream_refuses_appends_with_stream_deleted() {
     assert_eq!(trailer(&err, "stream-name").as_deref(), Some("tomb-1"));
     node.stop().await;
 }
+
+#[tokio::test]
+async fn batch_append_answers_each_correlation_and_packs_a_wrong_expected_version() {
+    use prost::Message;
+    use proto::event_store::client::streams::{
+        batch_append_req, batch_append_resp, BatchAppendReq,
+    };
+    use proto::event_store::client::WrongExpectedVersion;
+    let (node, grpc, _) = node().await;
+    let correlation = |n: u128| proto::ids::string(Uuid::from_u128(n));
+    let message = |ty: &str| batch_append_req::ProposedMessage {
+        id: Some(proto::ids::string(Uuid::new_v4())),
+        metadata: [("type", ty), ("content-type", "application/json")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        custom_metadata: Default::default(),
+        data: bytes::Bytes::from_static(b"{}"),
+    };
+    let options = |position| batch_append_req::Options {
+        stream_identifier: Some(ident("batch-1")),
+        expected_stream_position: Some(position),
+        deadline_option: None,
+    };
+    use batch_append_req::options::ExpectedStreamPosition as P;
+    let requests = vec![
+        // Correlation 1 in two chunks: options with the first, is_final with the last.
+        BatchAppendReq {
+            correlation_id: Some(correlation(1)),
+            options: Some(options(P::NoStream(()))),
+            proposed_messages: vec![message("A")],
+            is_final: false,
+        },
+        BatchAppendReq {
+            correlation_id: Some(correlation(1)),
+            options: None,
+            proposed_messages: vec![message("B")],
+            is_final: true,
+        },
+        // Correlation 2 expects a revision the stream does not have.
+        BatchAppendReq {
+            correlation_id: Some(correlation(2)),
+            options: Some(options(P::StreamPosition(9))),
+            proposed_messages: vec![message("C")],
+            is_final: true,
+        },
+    ];
+    let req = grpc.req(futures_util::stream::iter(requests));
+    let mut answers = grpc
+        .streams
+        .clone()
+        .batch_append(req)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = answers.message().await.unwrap().unwrap();
+    assert_eq!(first.correlation_id, Some(correlation(1)));
+    let Some(batch_append_resp::Result::Success(s)) = first.result else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        s.current_revision_option,
+        Some(batch_append_resp::success::CurrentRevisionOption::CurrentRevision(1))
+    );
+    let second = answers.message().await.unwrap().unwrap();
+    assert_eq!(second.correlation_id, Some(correlation(2)));
+    let Some(batch_append_resp::Result::Error(status)) = second.result else {
+        panic!("{second:?}")
+    };
+    assert_eq!(status.code, proto::google::rpc::Code::AlreadyExists as i32);
+    let details = status.details.unwrap();
+    assert_eq!(
+        details.type_url,
+        "type.googleapis.com/event_store.client.WrongExpectedVersion"
+    );
+    let wev = WrongExpectedVersion::decode(details.value.as_slice()).unwrap();
+    use proto::event_store::client::wrong_expected_version::{
+        CurrentStreamRevisionOption, ExpectedStreamPositionOption,
+    };
+    assert_eq!(
+        wev.current_stream_revision_option,
+        Some(CurrentStreamRevisionOption::CurrentStreamRevision(1))
+    );
+    assert_eq!(
+        wev.expected_stream_position_option,
+        Some(ExpectedStreamPositionOption::ExpectedStreamPosition(9))
+    );
+    assert_eq!(node.store().last_event_number("batch-1"), 1);
+    node.stop().await;
+}
