@@ -191,6 +191,9 @@ pub enum CheckpointAction {
     Recover {
         #[command(flatten)]
         config: ConfigArg,
+        /// Print what was recovered as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -189,13 +189,21 @@ async fn dispatch(command: Command) -> u8 {
             status(&config, json).await
         }
         Command::Checkpoint {
-            action: CheckpointAction::Recover { config },
+            action: CheckpointAction::Recover { config, json },
         } => {
             let config = match load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             match pipeline::recover_checkpoint(&config).await {
+                Ok(cp) if json => {
+                    let report = serde_json::json!({
+                        "recovered": cp,
+                        "path": config.checkpoint.path,
+                    });
+                    println!("{report}");
+                    exit::OK
+                }
                 Ok(cp) => {
                     println!(
                         "recovered checkpoint {} (primary database {}, epoch {}) into {}",

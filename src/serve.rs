@@ -96,7 +96,7 @@ pub async fn start(
             .with_graceful_shutdown(shutdown)
             .await
         {
-            tracing::error!(error = %e, "the metrics endpoint stopped");
+            tracing::error!(error = %e, "the metrics endpoint stopped: /metrics and /health/* stay unavailable until `standby run` is restarted (replication goes on)");
         }
     });
     let probe = tokio::spawn(probe(shared, primary, filter, stop.clone()));

@@ -131,11 +131,17 @@ async fn refusals_exit_3_and_say_what_to_do() {
         text(&out).1
     );
 
-    let out = standby(&["checkpoint", "recover"], &config).await;
+    let out = standby(&["checkpoint", "recover", "--json"], &config).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert_eq!(
         CheckpointStore::read(&cp_path).unwrap().unwrap().position,
         kept
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["recovered"]["position"],
+        serde_json::to_value(kept).unwrap(),
+        "{report}"
     );
     // Never overwrites an existing checkpoint.
     let out = standby(&["checkpoint", "recover"], &config).await;
@@ -362,4 +368,31 @@ async fn divergence_prints_its_summary_as_json() {
     assert_eq!(summary["events"], 2, "{summary}");
     let lines = std::fs::read_to_string(&out_file).unwrap().lines().count();
     assert_eq!(lines, 2);
+}
+
+/// A successful `standby demo` (replication, verify, switchover) logs no `ERROR` line: the
+/// replicator's stop at promotion is an expected outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_demo_logs_no_error() {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(300),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+            .args(["demo", "--events", "2000", "--streams", "20"])
+            .env_remove("STANDBY_LOG")
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the demo ends within 5 minutes")
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("switchover"), "{stdout}");
+    for line in stdout.lines().chain(stderr.lines()) {
+        assert!(!line.contains("ERROR"), "an ERROR line: {line}");
+    }
 }
