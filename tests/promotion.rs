@@ -764,6 +764,97 @@ async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings
         .expect("applications write to the primary again");
 }
 
+/// Engine review §7, the last step: `switchover` killed (SIGKILL) after the drain, while its
+/// promotion waits for the fence proof, leaves the primary fenced and the secondary closed with
+/// the replication user disabled, so `run` can drain no more. The re-run sees the secondary
+/// already holds the fenced primary's tail and finishes the promotion: nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_killed_while_promoting_is_finished_by_a_rerun() {
+    let c = clusters(Ordering::Global).await;
+    let primary = admin_client(&c.primary.url());
+    let secondary = admin_client(&c.secondary.url());
+    replicated(&c, 50).await;
+    let (_shared, stop_run, run) = start_run(&c.config);
+    // The credential cache keeps the replication user: the promotion's fence proof waits.
+    c.secondary.hold_credential_poll(true);
+    let config_file = write_config_file(&c);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["switchover", "--timeout", "60", "--config"])
+        .arg(&config_file)
+        .env("STANDBY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    // The promotion has begun once the replication user is disabled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Lookup::Found(user) = secondary.get_user(REPLICATOR.0).await.unwrap() {
+            if user.disabled {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switchover never began promoting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = child.wait_with_output().await;
+    stop_run.cancel();
+    let _ = run.await;
+    assert!(control_records(&secondary)
+        .await
+        .iter()
+        .all(|r| r.role != Role::Primary));
+    c.secondary.hold_credential_poll(false);
+
+    let report = control::switchover(
+        &c.config,
+        Duration::from_secs(10),
+        Some("rerun".into()),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("the re-run finishes the switchover");
+    assert_eq!(report.outcome, Outcome::Promoted, "{report}");
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.starts_with("resumed an interrupted switchover")),
+        "{report}"
+    );
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.contains("holds every event the primary acknowledged")),
+        "{report}"
+    );
+    let verified = verify(&c.config).await;
+    assert!(verified.equal, "nothing lost: {verified}");
+    // The old primary stays fenced; the new one takes application writes.
+    assert!(matches!(
+        client_as(&c.primary.url(), APPLICATION)
+            .append_events("late", &one_event(3), ExpectedVersion::Any)
+            .await,
+        Err(esdb::Error::Unauthorized { .. })
+    ));
+    client_as(&c.secondary.url(), APPLICATION)
+        .append_events("late", &one_event(4), ExpectedVersion::Any)
+        .await
+        .expect("the promoted secondary takes application writes");
+    let _ = primary;
+}
+
 /// One request of a zombie replicator: when it was sent, and whether it was refused (401), written,
 /// or failed otherwise.
 #[derive(Debug)]

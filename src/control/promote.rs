@@ -1163,12 +1163,8 @@ pub async fn switchover(
     interrupt: &tokio_util::sync::CancellationToken,
 ) -> Result<PromoteReport, PromoteError> {
     let sides = Sides::new(config)?;
-    if let Some(promoted) = record::read(&sides.admin)
-        .await
-        .map_err(control_err)?
-        .as_ref()
-        .and_then(Control::promoted)
-    {
+    let control = record::read(&sides.admin).await.map_err(control_err)?;
+    if let Some(promoted) = control.as_ref().and_then(Control::promoted) {
         return Ok(PromoteReport {
             outcome: Outcome::AlreadyPromoted,
             record: promoted.clone(),
@@ -1216,9 +1212,33 @@ pub async fn switchover(
             }
         }
     };
+    // A switchover killed after it began promoting left the secondary closed (and the replication
+    // user disabled), so `run` cannot drain any more. It began promoting only after a complete
+    // drain, under the primary's fence: if the tail still shows nothing missing, go on promoting.
+    let closed = match (&control, sides.admin.read_settings().await) {
+        (Some(c), Ok(current)) => {
+            let before = c.record.settings_before.clone().map(SystemSettings::new);
+            current == Some(acl::closed(before.as_ref()))
+        }
+        _ => false,
+    };
+    let mut resumed = false;
+    if closed {
+        match measure(&sides, config, start, true).await {
+            Ok(t) if t.missing.is_empty() && t.mismatched.is_empty() => resumed = true,
+            Ok(t) => {
+                return Err(undo(format!(
+                    "the secondary is closed by a promotion that did not finish, and it lacks {} events of the fenced primary, which it cannot receive while closed. To replicate instead: enable the replication user, start `standby run --takeover`, then rerun `standby switchover`",
+                    t.missing.len()
+                ))
+                .await)
+            }
+            Err(e) => return Err(undo(format!("checking the tail failed: {e}")).await),
+        }
+    }
     let deadline = Instant::now() + timeout;
     let mut moved_after_fence = false;
-    loop {
+    while !resumed {
         let head = match crate::demo::primary_head(&sides.primary).await {
             Ok(h) => h,
             Err(e) => {
@@ -1291,6 +1311,12 @@ pub async fn switchover(
         0,
         "fenced the primary: only $admins may write its user streams".into(),
     );
+    if resumed {
+        report.steps.insert(
+            1,
+            "resumed an interrupted switchover: the secondary, closed by its promotion, already held the fenced primary's tail".into(),
+        );
+    }
     // The drain proved the secondary complete up to the fence; a write an admin made after the
     // last check is in the promotion's own measure. Say which.
     let lost = report.record.data_loss.as_ref().map_or(Some(0), |l| {
