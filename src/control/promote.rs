@@ -1238,58 +1238,60 @@ pub async fn switchover(
     }
     let deadline = Instant::now() + timeout;
     let mut moved_after_fence = false;
-    while !resumed {
-        let head = match crate::demo::primary_head(&sides.primary).await {
-            Ok(h) => h,
-            Err(e) => {
-                return Err(undo(format!(
-                    "the primary stopped answering during switchover: {e}"
-                ))
-                .await)
-            }
-        };
-        let applied = last_applied(config, &sides.admin).await?;
-        if applied.commit() >= head.commit() {
-            match measure(&sides, config, start, true).await {
-                // Admins bypass the fence: drain again if one still wrote meanwhile.
-                Ok(t) if t.missing.is_empty() && t.mismatched.is_empty() => {
-                    if t.head.commit() <= head.commit() {
-                        break;
-                    }
-                    moved_after_fence = true;
-                }
-                Ok(t) if !t.mismatched.is_empty() => {
-                    let m = &t.mismatched[0];
+    if !resumed {
+        loop {
+            let head = match crate::demo::primary_head(&sides.primary).await {
+                Ok(h) => h,
+                Err(e) => {
                     return Err(undo(format!(
+                        "the primary stopped answering during switchover: {e}"
+                    ))
+                    .await)
+                }
+            };
+            let applied = last_applied(config, &sides.admin).await?;
+            if applied.commit() >= head.commit() {
+                match measure(&sides, config, start, true).await {
+                    // Admins bypass the fence: drain again if one still wrote meanwhile.
+                    Ok(t) if t.missing.is_empty() && t.mismatched.is_empty() => {
+                        if t.head.commit() <= head.commit() {
+                            break;
+                        }
+                        moved_after_fence = true;
+                    }
+                    Ok(t) if !t.mismatched.is_empty() => {
+                        let m = &t.mismatched[0];
+                        return Err(undo(format!(
                         "the secondary holds a different event at {}@{} (primary id {:?}, secondary id {}): the clusters diverged; run `standby verify`",
                         m.primary.revision, m.primary.stream, m.primary.event_id, m.secondary_id
                     ))
                     .await);
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(undo(format!("checking the tail failed: {e}")).await),
                 }
-                Ok(_) => {}
-                Err(e) => return Err(undo(format!("checking the tail failed: {e}")).await),
             }
-        }
-        if interrupt.is_cancelled() {
-            return Err(undo(format!(
+            if interrupt.is_cancelled() {
+                return Err(undo(format!(
                 "switchover interrupted before the promotion began: the secondary has applied up to {applied}, the fenced primary's head is {head}"
             ))
             .await);
-        }
-        if Instant::now() >= deadline {
-            let why = if moved_after_fence {
-                "the fenced primary kept receiving writes (members of $admins bypass the fence: stop them)"
-            } else {
-                "is `standby run` running?"
-            };
-            return Err(undo(format!(
+            }
+            if Instant::now() >= deadline {
+                let why = if moved_after_fence {
+                    "the fenced primary kept receiving writes (members of $admins bypass the fence: stop them)"
+                } else {
+                    "is `standby run` running?"
+                };
+                return Err(undo(format!(
                 "the secondary did not catch up within {timeout:?}: it has applied up to {applied}, the fenced primary's head is {head}; {why}"
             ))
             .await);
-        }
-        tokio::select! {
-            _ = interrupt.cancelled() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            tokio::select! {
+                _ = interrupt.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
     }
     let options = PromoteOptions {
