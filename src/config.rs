@@ -114,7 +114,7 @@ pub struct PromotionConfig {
     pub write_roles: Option<Vec<String>>,
     /// How long `promote` waits for every secondary node to refuse the replication user after
     /// revoking it. The server drops cached credentials about 1 s after a disable, up to ~20 s
-    /// when it struggles (research §1.2), so the default leaves a wide margin.
+    /// when it struggles (the server's `PasswordChangeNotificationReader.cs`), so the default leaves a wide margin.
     #[serde(default = "default_fence_timeout")]
     pub fence_timeout_secs: u64,
     /// Replicate into a secondary that cannot be fenced (insecure: every request runs as

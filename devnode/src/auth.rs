@@ -2,8 +2,8 @@
 //!
 //! Both fronts of the real server sit behind one authentication middleware: a request without
 //! credentials is anonymous, wrong credentials are refused before any handler, and in
-//! `--insecure` mode the passthrough provider answers `system` whatever was sent (research
-//! `real-server-behaviour.md` §2).
+//! `--insecure` mode the passthrough provider answers `system` whatever was sent (the server's
+//! `PassthroughAuthenticationProvider.cs`).
 
 use base64::Engine;
 

@@ -15,7 +15,7 @@ use std::str::FromStr;
 ///   `isRedacted`, author `Kurrent`, anonymous refused).
 /// * `V26`: KurrentDB 26.2 (the v25 wire; plaintext may keep authentication, `--disable-tls`).
 ///
-/// The security modes differ per generation (research `real-server-behaviour.md` §2): see
+/// The security modes differ per generation (the server's `PassthroughAuthenticationProvider.cs`, `ClusterVNode.cs`; docs/devnode.md "Security modes"): see
 /// [`Security`].
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -69,7 +69,7 @@ impl FromStr for Profile {
     }
 }
 
-/// How the HTTP interface is secured (research `real-server-behaviour.md` §2). One mode per
+/// How the HTTP interface is secured (the server's `PassthroughAuthenticationProvider.cs`, `ClusterVNode.cs`; docs/devnode.md "Security modes"). One mode per
 /// node, as on the real server.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum Security {

@@ -13,7 +13,7 @@
 //! * [`http`] – the protocol front: routing on raw paths, content negotiation, feed rendering,
 //!   append parsing, reason phrases; and [`Node`], which runs it.
 //!
-//! The wire contract followed throughout is `shared/docs/event-store-http-api.md`; comments cite
+//! The wire contract followed throughout is `docs/http-api.md`; comments cite
 //! its sections as `§n.m`.
 
 mod auth;

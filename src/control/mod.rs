@@ -1,5 +1,5 @@
 //! The control plane: the secondary's epochs, its write fence, and the two commands that promote
-//! it (design, "Promotion without split brain").
+//! it (docs/failover.md).
 //!
 //! * [`record`]: the control stream `$standby-control` and its epoch records.
 //! * [`acl`]: the `$settings` documents of the fence (pure).

@@ -1,6 +1,6 @@
 //! `promote` and `switchover`: the only code that makes the secondary a primary.
 //!
-//! `promote`, in this order (design, "Promotion without split brain"):
+//! `promote`, in this order (docs/failover.md, "2b. Promote"):
 //!
 //! 1. read the control stream; already promoted → report it, change nothing;
 //! 2. measure: the last applied source position (local checkpoint or its copy on the secondary),
@@ -10,7 +10,7 @@
 //!    `$settings` to everyone but `$admins`;
 //! 5. prove the revocation: the server caches credentials and drops a disabled user only when it
 //!    next polls `$users-password-notifications` (about 1 s, up to ~20 s when it struggles;
-//!    research `real-server-behaviour.md` §1), so send requests with the replication user's own
+//!    the server's `PasswordChangeNotificationReader.cs`; docs/devnode.md "User management"), so send requests with the replication user's own
 //!    credentials to every secondary node until each refuses them, bounded by
 //!    `promotion.fence_timeout_secs`; on timeout nothing is promoted;
 //! 6. wait until the secondary's user streams are quiet: a write authenticated just before the
@@ -314,7 +314,7 @@ async fn already_promoted(
 ) -> Result<PromoteReport, PromoteError> {
     roll_forward(sides, &promoted, &mut steps).await?;
     // An old primary that was unreachable at promotion, back now: fencing it is all that is
-    // left to do, and it must not be skipped (engine review §6).
+    // left to do, and it must not be skipped.
     let mut primary_settings_before = None;
     if options.fence_primary {
         let before = fence_primary(&sides.primary).await.map_err(|e| {
@@ -342,7 +342,7 @@ async fn already_promoted(
 
 /// Closes the secondary's `$settings` to everyone but `$admins`, conditional on the version read
 /// after the control record was found unpromoted: a concurrent promotion that wrote its epoch
-/// and opened the cluster meanwhile is not closed again (engine review §13). Returns the
+/// and opened the cluster meanwhile is not closed again. Returns the
 /// winner's record when a promotion is found made.
 async fn close_secondary(
     sides: &Sides,
@@ -469,7 +469,7 @@ async fn replicator(
 
 /// Streams of the secondary whose own `$acl` lets `who` write, delete or write metadata: a
 /// stream ACL overrides `$settings` right by right, so the closed `$settings` do not keep
-/// `who` out of them (engine review §5). Reads the secondary's whole `$all` (promotion only).
+/// `who` out of them. Reads the secondary's whole `$all` (promotion only).
 async fn streams_admitting(
     admin: &Client,
     who: Principal<'_>,
@@ -611,7 +611,7 @@ async fn promote_with(
         .await
         .map_err(|e| secondary_err("asking how the secondary authenticates", e))?;
     let user = replicator(sides, security, options.unfenced, &mut warnings).await?;
-    // v20+ also treat the login `admin` as an admin whatever its groups (research §3,
+    // v20+ also treat the login `admin` as an admin whatever its groups (the server's
     // `src/KurrentDB.Core/Authorization/WellKnownAssertions.cs`).
     if user.groups.iter().any(|g| g == ADMINS) || sides.replicator == "admin" {
         let text = format!(
@@ -652,7 +652,8 @@ async fn promote_with(
         ));
     }
     // Without an account to disable, a stream `$acl` naming the replication user keeps it in
-    // (engine review §5): list them; `--unfenced` was required to get here.
+    // (a stream ACL overrides `$settings` right by right): list them; `--unfenced` was required
+    // to get here.
     let admitting = if user.probe == Some(Probe::WriteAcl) {
         streams_admitting(&sides.admin, who).await?
     } else {

@@ -121,7 +121,7 @@ pub async fn ensure(
         None => current.clone(),
     };
     // Closed settings on a set-up secondary are a promotion's first step: re-fencing them would
-    // re-admit the replication user behind its back (engine review §13).
+    // re-admit the replication user behind its back.
     if !takeover && control.is_some() && current.as_ref() == Some(&acl::closed(before.as_ref())) {
         return Err(SetupError::Closed);
     }
@@ -132,7 +132,7 @@ pub async fn ensure(
             tracing::warn!("the secondary's $settings no longer fence it; writing the fence again");
         }
         // Conditional on the settings read: a promotion that changed them since (closed, then
-        // opened the cluster) must not be overwritten by this fence (engine review §13). The
+        // opened the cluster) must not be overwritten by this fence. The
         // retry reads the control record again and finds the promotion.
         match admin
             .write_settings(&fence, uuid::Uuid::new_v4(), None, version)
@@ -189,7 +189,7 @@ pub async fn ensure(
 }
 
 /// Refuses a replication user the fence cannot bind: the `[secondary.admin]` login itself, the
-/// login `admin` (an admin by name whatever its groups since v20, research §3), or a member of
+/// login `admin` (an admin by name whatever its groups since v20, the server's `WellKnownAssertions.cs`), or a member of
 /// `$admins`. Where the node does not manage accounts the groups cannot be read, and only the
 /// names are checked.
 async fn refuse_admin(

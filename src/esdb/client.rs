@@ -993,7 +993,7 @@ impl Client {
         }
     }
 
-    /// How the node treats credentials (research `real-server-behaviour.md` §2): `/info`
+    /// How the node treats credentials (the server's `PassthroughAuthenticationProvider.cs`, `ClusterVNode.cs`; docs/devnode.md "Security modes"): `/info`
     /// names the passthrough provider of `--insecure` on v20+; otherwise an anonymous
     /// `GET /users/$current` is refused (401) where authentication is enforced. Where `/users`
     /// is not served (an external provider, or a server whose `/info` says nothing), an

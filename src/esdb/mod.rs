@@ -1,5 +1,5 @@
 //! The Event Store HTTP (AtomPub) client: everything `standby` says to a node, on the wire
-//! contract of `docs/event-store-http-api.md` (shared docs).
+//! contract of `docs/http-api.md` (cited as "contract §N").
 //!
 //! One concern per file:
 //!

@@ -41,7 +41,7 @@ fn page_options(at_head: bool) -> ReadOptions {
 
 /// The page size after a read of `size` records timed out: half, at least 1. The server builds a
 /// whole page before its first byte, so a page of very large events can time out before anything
-/// arrives, and retrying it at the same size would never end (engine review 14).
+/// arrives, and retrying it at the same size would never end.
 fn shrink(size: PageSize) -> PageSize {
     PageSize::new((size.get() / 2).max(1)).unwrap_or(size)
 }

@@ -1,5 +1,5 @@
 //! What `run` checks before it writes anything: that the position it would resume from belongs to
-//! this primary and this secondary (design, "Replication semantics" 8; engine review §2, §12).
+//! this primary and this secondary (docs/replication.md, "Refusals at start-up").
 //!
 //! A checkpoint is a claim about two clusters: "the secondary holds the primary's `$all` up to
 //! here". Each way that claim can be false leads to silent loss if it is trusted, so each is

@@ -819,8 +819,7 @@ impl Writer {
 
     /// Persists number offsets (key, offset) on the secondary in one append, so they hold
     /// together or not at all. The records, and so their event ids, are built once: a retry after
-    /// a lost answer is the same write at the same expected version, answered "already written"
-    /// (engine review §11).
+    /// a lost answer is the same write at the same expected version, answered "already written".
     async fn record_offsets(
         &self,
         offsets: &mut StreamOffsets,
@@ -840,7 +839,7 @@ impl Writer {
 
     /// Before `stream` gets the offset `first`: the metadata already copied to the secondary was
     /// written in source numbers (no offset existed yet), so a `$tb` in it would hide the copied
-    /// events (engine review §10). Writes the document again with `$tb` translated, as a record
+    /// events. Writes the document again with `$tb` translated, as a record
     /// of standby's own in `$$stream` whose id is derived from (stream, offset), so a replay after
     /// a crash finds it. Returns whether the metastream holds that record: the caller then shifts
     /// the metastream's numbers by one in the same offset append.

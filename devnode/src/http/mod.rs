@@ -257,7 +257,7 @@ impl Node {
 
     /// Holds (`true`) or releases the credential poller: while held, a disabled user or an old
     /// password keeps authenticating from the cache, as on a server whose notification reads fail
-    /// (research §1.2). Lets tests open the fence's window at will.
+    /// (the server's `PasswordChangeNotificationReader.cs`). Lets tests open the fence's window at will.
     pub fn hold_credential_poll(&self, hold: bool) {
         self.app.users.cache().hold_poll(hold);
     }

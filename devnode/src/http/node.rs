@@ -31,7 +31,7 @@ pub(super) fn info(ctx: &Ctx) -> Reply {
         json!({ "esVersion": version(w.profile), "state": "master", "projectionsMode": "None" })
     } else {
         // Insecure mode: the passthrough provider's type and no user management
-        // (`ClusterVNode.cs`, the `/info` features, research §2).
+        // (the server's `ClusterVNode.cs`, the `/info` features).
         let (auth, users) = if ctx.app.passthrough {
             ("insecure", false)
         } else if !ctx.app.user_management {

@@ -329,7 +329,7 @@ async fn route(ctx: &mut Ctx, body: Body) -> Reply {
                 _ => method_not_allowed("POST, OPTIONS"),
             };
         }
-        // `--insecure` registers no `UsersController` (research §2), nor do the external
+        // `--insecure` registers no `UsersController` (the server's `ClusterVNode.cs`), nor do the external
         // providers (LDAPS, OAuth) manage accounts through it.
         ["users", ..] if !ctx.app.user_management => return no_route(),
         ["users", rest @ ..] => return users::route(ctx, rest, body).await,

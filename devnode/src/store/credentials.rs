@@ -1,7 +1,7 @@
 //! The credential cache of the real server's internal authentication, and the poller that empties
 //! it, so a disable, password reset or group change takes effect as late as it does there.
 //!
-//! Followed (research `real-server-behaviour.md` §1.1–§1.2):
+//! Followed (the server's `InternalAuthenticationProvider.cs`, `PasswordChangeNotificationReader.cs`):
 //! * `src/KurrentDB.Core/Authentication/InternalAuthentication/InternalAuthenticationProvider.cs`
 //!   (v5: `src/EventStore.Core/Authentication/InternalAuthenticationProvider.cs`): an LRU of
 //!   `ESConsts.CachedPrincipalCount` = 1000 principals (`Settings/ESConsts.cs`), filled by every
@@ -13,7 +13,7 @@
 //!   at the end of the stream (or when it does not exist) it waits 1 s, after a read error 10 s.
 //!
 //! Deviation: an entry whose account read started before an eviction of any login is not stored,
-//! which closes the narrow residual race the research marks UNCONFIRMED (§1.4, a read issued before
+//! which closes a narrow residual race not confirmed on the server (a read issued before
 //! the `$UserUpdated` commit that completes after the notification). The v5/v20 ordering race
 //! (notification written before the account) stays: it follows from the write order alone.
 

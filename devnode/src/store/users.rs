@@ -18,7 +18,7 @@
 //!
 //! Authentication goes through the server's credential cache ([`super::credentials`]): a change
 //! takes effect when the notification poller drops the cached login, about 1 s later, as on the
-//! real server. The write order of a change follows the profile (§1.4 of the research): v5 and
+//! real server. The write order of a change follows the profile (the server's `UserManagementService.cs` at each tag): v5 and
 //! v20 write `$PasswordChanged` before `$UserUpdated`, 21.10 and later the reverse.
 
 use std::sync::{Arc, Mutex};
