@@ -26,6 +26,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod feed;
+pub mod grpc;
 pub mod headers;
 pub mod metadata;
 pub mod node;
