@@ -212,7 +212,10 @@ impl ConnectionSettings {
             query.push("tlsVerifyCert=false".into());
         }
         if let Some(path) = &self.tls_ca_file {
-            query.push(format!("tlsCAFile={}", encode_value(&path.to_string_lossy())));
+            query.push(format!(
+                "tlsCAFile={}",
+                encode_value(&path.to_string_lossy())
+            ));
         }
         if let Some(cert) = &self.user_certificate {
             query.push(format!(
@@ -228,7 +231,10 @@ impl ConnectionSettings {
         if let Some(deadline) = self.default_deadline {
             query.push(format!("defaultDeadline={}", deadline.as_millis()));
         }
-        query.push(format!("maxDiscoverAttempts={}", self.max_discover_attempts));
+        query.push(format!(
+            "maxDiscoverAttempts={}",
+            self.max_discover_attempts
+        ));
         query.push(format!(
             "discoveryInterval={}",
             self.discovery_interval.as_millis()
@@ -454,7 +460,9 @@ fn parse(s: &str) -> Result<ConnectionSettings, ParseError> {
                     )));
                 }
             }
-            "keepaliveinterval" => settings.keep_alive_interval = parse_millis_or_off(name, &value)?,
+            "keepaliveinterval" => {
+                settings.keep_alive_interval = parse_millis_or_off(name, &value)?
+            }
             "keepalivetimeout" => settings.keep_alive_timeout = parse_millis_or_off(name, &value)?,
             "connectionname" => settings.connection_name = Some(value),
             _ => unreachable!("every key of KEYS is handled"),
@@ -590,7 +598,9 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ParseError> {
 
 fn parse_path(name: &str, value: &str) -> Result<PathBuf, ParseError> {
     if value.is_empty() {
-        return Err(ParseError::new(format!("{name} is empty: give a file path")));
+        return Err(ParseError::new(format!(
+            "{name} is empty: give a file path"
+        )));
     }
     Ok(PathBuf::from(value))
 }
@@ -760,15 +770,30 @@ mod tests {
         for (string, needles) in [
             ("esdb://n?tls=yes", &["tls", "true or false"][..]),
             ("esdb://n?tlsCaFiel=/x", &["tlsCaFiel", "tlsCAFile"]),
-            ("esdb://n?nodePreference=primary", &["nodePreference", "leader, follower"]),
-            ("esdb://n?defaultDeadline=soon", &["defaultDeadline", "milliseconds"]),
+            (
+                "esdb://n?nodePreference=primary",
+                &["nodePreference", "leader, follower"],
+            ),
+            (
+                "esdb://n?defaultDeadline=soon",
+                &["defaultDeadline", "milliseconds"],
+            ),
             ("esdb://n?defaultDeadline=0", &["defaultDeadline", "-1"]),
-            ("esdb://n?defaultDeadline=-5", &["defaultDeadline", "-1 for off"]),
-            ("esdb://n?maxDiscoverAttempts=0", &["maxDiscoverAttempts", "at least 1"]),
+            (
+                "esdb://n?defaultDeadline=-5",
+                &["defaultDeadline", "-1 for off"],
+            ),
+            (
+                "esdb://n?maxDiscoverAttempts=0",
+                &["maxDiscoverAttempts", "at least 1"],
+            ),
             ("esdb://n?gossipTimeout=0", &["gossipTimeout"]),
             ("esdb://n?userCertFile=/c.pem", &["userKeyFile"]),
             ("esdb://n?tls", &["no value"]),
-            ("esdb://n?tls=false&tlsCAFile=/ca.pem", &["tlsCAFile", "tls=false"]),
+            (
+                "esdb://n?tls=false&tlsCAFile=/ca.pem",
+                &["tlsCAFile", "tls=false"],
+            ),
             ("esdb://n?tlsCAFile=", &["tlsCAFile", "empty"]),
         ] {
             let err = parse_err(string);
