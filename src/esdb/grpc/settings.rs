@@ -329,7 +329,7 @@ impl ParseError {
 }
 
 /// The query keys, lower-cased, with their spelling in the documentation.
-const KEYS: &[(&str, &str)] = &[
+pub const KEYS: &[(&str, &str)] = &[
     ("tls", "tls"),
     ("tlsverifycert", "tlsVerifyCert"),
     ("tlscafile", "tlsCAFile"),
