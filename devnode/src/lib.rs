@@ -7,13 +7,18 @@
 //! * [`store`] – the storage core, free of HTTP types: append-only log with byte positions
 //!   ([`store::log`]), stream index, expected-version and idempotency rules, deletes, metadata and
 //!   ACLs ([`store::acl`]).
+//! * `auth` – Basic credentials → principal, shared by both fronts.
+//! * `grpc` – the gRPC front (v1 Streams, Users, Gossip, ServerFeatures; docs/grpc.md), served
+//!   on the HTTP port beside the AtomPub API.
 //! * [`http`] – the protocol front: routing on raw paths, content negotiation, feed rendering,
 //!   append parsing, reason phrases; and [`Node`], which runs it.
 //!
 //! The wire contract followed throughout is `shared/docs/event-store-http-api.md`; comments cite
 //! its sections as `§n.m`.
 
+mod auth;
 pub mod config;
+mod grpc;
 pub mod http;
 pub mod store;
 pub mod tls;

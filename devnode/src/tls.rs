@@ -170,8 +170,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     io::Write::write_all(&mut opts.open(path)?, bytes)
 }
 
-/// The rustls server configuration for a PEM certificate chain and key, HTTP/1.1 only (the
-/// AtomPub front speaks HTTP/1.1).
+/// The rustls server configuration for a PEM certificate chain and key. ALPN offers `h2`
+/// (gRPC) and `http/1.1` (AtomPub), as the real server's Kestrel does on its one port.
 pub(crate) fn server_config(
     cert_pem: &[u8],
     key_pem: &[u8],
@@ -194,7 +194,7 @@ pub(crate) fn server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| SecurityError::Key(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

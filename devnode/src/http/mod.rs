@@ -1,5 +1,6 @@
 //! The AtomPub HTTP front: binds the listener, parses raw request paths itself (stream names
-//! contain `$`, `@`, spaces) and maps requests onto the storage core.
+//! contain `$`, `@`, spaces) and maps requests onto the storage core. The listener speaks
+//! HTTP/1.1 and HTTP/2 and hands gRPC requests to [`crate::grpc`].
 //!
 //! * `router` – request context, authentication, dispatch on the decoded path.
 //! * `read` / `write` / `node` / `admin` / `users` – handlers for reads (§3, §4), writes and
@@ -162,9 +163,12 @@ impl Node {
             epoch_id: Uuid::new_v4(),
             write_timeouts: Default::default(),
         });
-        let router = Router::new()
-            .fallback(router::handle)
-            .with_state(app.clone());
+        let router = crate::grpc::front(
+            app.clone(),
+            Router::new()
+                .fallback(router::handle)
+                .with_state(app.clone()),
+        );
         tokio::spawn(
             app.users
                 .cache()

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use base64::Engine;
 use hyper::header::{HeaderName, ACCEPT, AUTHORIZATION, IF_NONE_MATCH, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, Method, Response};
 use percent_encoding::percent_decode_str;
@@ -18,6 +17,7 @@ use super::feed::{Embed, Renderer};
 use super::reply::{bad_request, no_route, Reply};
 use super::wire::{self, Wire};
 use super::{admin, node, read, users, write, App};
+use crate::auth::{authenticate, Auth};
 use crate::store::acl::{self, Principal, Right};
 use crate::store::Operation;
 
@@ -181,40 +181,6 @@ impl Ctx {
     }
 }
 
-enum Auth {
-    Anonymous,
-    User(Principal),
-    Bad,
-}
-
-fn authenticate(app: &App, headers: &HeaderMap) -> Auth {
-    let Some(v) = headers.get(AUTHORIZATION) else {
-        return Auth::Anonymous;
-    };
-    let Ok(v) = v.to_str() else { return Auth::Bad };
-    let Some((scheme, rest)) = v.trim().split_once(' ') else {
-        return Auth::Bad;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Auth::Bad;
-    }
-    let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
-        return Auth::Bad;
-    };
-    let Ok(text) = String::from_utf8(raw) else {
-        return Auth::Bad;
-    };
-    let Some((login, password)) = text.split_once(':') else {
-        return Auth::Bad;
-    };
-    // Unknown login, wrong password and disabled account all look the same; successes come from
-    // or go to the credential cache (`store::credentials`).
-    match app.users.authenticate(login, password) {
-        Some(p) => Auth::User(p),
-        None => Auth::Bad,
-    }
-}
-
 fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
     let Some(q) = q else { return Vec::new() };
     q.split('&')
@@ -309,17 +275,11 @@ pub(super) fn method_not_allowed(allowed: &str) -> Reply {
 async fn route(ctx: &mut Ctx, body: Body) -> Reply {
     let path = ctx.raw_path.clone();
     let raw: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let auth = if ctx.app.passthrough {
-        // `--insecure`: `PassthroughAuthenticationProvider` answers `system` whatever the
-        // credentials (research §2).
-        Auth::User(Principal {
-            login: "system".to_owned(),
-            groups: vec![acl::ADMINS_ROLE.to_owned()],
-            admin_by_name: false,
-        })
-    } else {
-        authenticate(&ctx.app, &ctx.headers)
-    };
+    let auth = authenticate(
+        ctx.app.passthrough,
+        &ctx.app.users,
+        ctx.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+    );
 
     if raw.first() == Some(&"health") && raw.get(1) == Some(&"live") && raw.len() == 2 {
         if ctx.wire().is_v5() {

@@ -431,6 +431,20 @@ impl Store {
         self.read().last_event_number(stream)
     }
 
+    /// Log position of event `number` of `stream` (its tombstone for [`DELETED_STREAM`]),
+    /// whatever truncation or deletion hides it from reads; `None` when there is no such event.
+    /// The gRPC front answers writes with it.
+    pub fn event_position(&self, stream: &str, number: i64) -> Option<u64> {
+        let st = self.read();
+        let entry = st.streams.get(stream)?;
+        let index = if number == DELETED_STREAM {
+            entry.tombstone?
+        } else {
+            *entry.events.get(usize::try_from(number).ok()?)?
+        };
+        st.records.get(index as usize).map(|r| r.pos)
+    }
+
     /// The role list in force for `right` on `stream` (for `public` cache headers in v5).
     pub fn roles(&self, stream: &str, right: Right) -> Vec<String> {
         let st = self.read();

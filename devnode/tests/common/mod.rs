@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+pub mod grpc;
+
 use devnode::{DevCerts, Node, NodeConfig, Profile};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
