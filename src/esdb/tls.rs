@@ -302,6 +302,29 @@ mod tests {
     }
 
     #[test]
+    fn grpc_config_speaks_h2_and_takes_a_user_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = devnode::DevCerts::ensure(dir.path()).unwrap();
+        let config = grpc_client_config(Some(&certs.ca_file()), true, None).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert!(!config.client_auth_cert_resolver.has_certs());
+        // Any certificate with its key works as a client certificate.
+        let user = (certs.cert_file(), certs.key_file());
+        let config =
+            grpc_client_config(Some(&certs.ca_file()), true, Some((&user.0, &user.1))).unwrap();
+        assert!(config.client_auth_cert_resolver.has_certs());
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        // tlsVerifyCert=false needs no trust roots at all.
+        grpc_client_config(None, false, None).unwrap();
+
+        let err = grpc_client_config(None, true, Some((&user.0, &user.0))).unwrap_err();
+        assert!(err.to_string().contains("no PEM private key"), "{err}");
+        let missing = Path::new("/nonexistent/user.key");
+        let err = grpc_client_config(None, true, Some((&user.0, missing))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/user.key"), "{err}");
+    }
+
+    #[test]
     fn bad_ca_files_are_config_errors() {
         let missing = Path::new("/nonexistent/standby-ca.pem");
         let err = client_config(Some(missing), false, false).unwrap_err();

@@ -402,6 +402,38 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Whatever bytes a node sends, decoding them as a read reply and converting it gives a
+        /// value or a protocol error, never a panic.
+        #[test]
+        fn any_read_reply_converts_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            use prost::Message;
+            if let Ok(reply) = ReadResp::decode(bytes.as_slice()) {
+                let _ = subscription_message(reply, &CallInfo::new("read", "n:1"));
+            }
+        }
+
+        #[test]
+        fn any_recorded_event_converts_without_panicking(
+            id in any::<u128>(),
+            revision in any::<u64>(),
+            commit in any::<u64>(),
+            prepare in any::<u64>(),
+            keys in proptest::collection::vec(("(type|content-type|created|x)", "\\PC{0,8}"), 0..4),
+        ) {
+            let mut event = wire_event(uuid_to_proto(Uuid::from_u128(id)), &[]);
+            event.stream_revision = revision;
+            event.commit_position = commit;
+            event.prepare_position = prepare;
+            event.metadata = keys.into_iter().collect();
+            let reply = read_resp::ReadEvent { event: Some(event), link: None, position: None };
+            if let Ok(read) = read_event(reply, &CallInfo::new("read", "n:1")) {
+                prop_assert!(read.event.revision.get() <= i64::MAX as u64);
+                prop_assert!(read.position.commit() <= i64::MAX as u64);
+            }
+        }
+    }
+
     #[test]
     fn structured_uuid_halves_are_big_endian() {
         // The official clients put the first 8 bytes of the canonical form in the most
