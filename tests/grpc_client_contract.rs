@@ -452,6 +452,19 @@ async fn a_subscription_catches_up_then_goes_live() {
     assert_eq!(event.event.event_id, live);
     assert_eq!(event.data().as_ref(), b"\x00live");
 
+    // A stream subscription after revision 0: revision 1, then the live event.
+    let mut stream_sub = ours
+        .subscribe_stream(&stream, Some(StreamRevision::START))
+        .await
+        .unwrap();
+    let mut revisions = Vec::new();
+    while revisions.len() < 2 {
+        if let SubscriptionMessage::Event(e) = next_message(&mut stream_sub).await {
+            revisions.push((e.event.revision.get(), e.event.event_id));
+        }
+    }
+    assert_eq!(revisions, vec![(1, before[1].event_id), (2, live)]);
+
     // The official client's subscription sees our events too.
     let mut theirs_sub = theirs
         .subscribe_to_all(&SubscribeToAllOptions::default().position(StreamPosition::Start))
@@ -694,6 +707,7 @@ async fn users_are_created_disabled_and_enabled_across_clients() {
         .unwrap();
     assert!(their_details.disabled);
     // A disabled user is refused.
+    node.credential_poll().await;
     let as_user = grpc::Client::from_connection_string(
         &connection_string(&node).replace("admin:changeit", &format!("{login}:s3cret")),
         None,
@@ -710,7 +724,44 @@ async fn users_are_created_disabled_and_enabled_across_clients() {
         .await
         .unwrap();
     assert!(!ours.user(&login).await.unwrap().found().unwrap().disabled);
-    ours.reset_password(&login, &Password::new("n3w"))
+    node.credential_poll().await;
+    // Enabled again, the user writes its own streams; it changes its password, an administrator
+    // resets it, and once the node has applied the changes (like the server, the dev node
+    // authenticates from a cache it refreshes by polling) only the newest password works.
+    let mine = new_stream();
+    let one = [EventData::json(Uuid::new_v4(), "A", "{}")];
+    as_user
+        .append(&mine, ExpectedVersion::Any, &one)
+        .await
+        .unwrap();
+    as_user
+        .change_password(&login, &password, &Password::new("n3w"))
+        .await
+        .unwrap();
+    ours.reset_password(&login, &Password::new("n4w"))
+        .await
+        .unwrap();
+    let with = |password: &str| {
+        grpc::Client::from_connection_string(
+            &connection_string(&node).replace("admin:changeit", &format!("{login}:{password}")),
+            None,
+        )
+        .unwrap()
+    };
+    node.credential_poll().await;
+    for old in ["s3cret", "n3w"] {
+        let err = with(old)
+            .append(&mine, ExpectedVersion::Any, &one)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::AccessDenied { .. }), "{old}: {err:?}");
+    }
+    with("n4w")
+        .append(
+            &mine,
+            ExpectedVersion::Any,
+            &[EventData::json(Uuid::new_v4(), "B", "{}")],
+        )
         .await
         .unwrap();
     assert_eq!(ours.user("nobody-here").await.unwrap(), Lookup::NotFound);
