@@ -13,7 +13,13 @@ use reqwest::{Method, StatusCode};
 use super::encode::EncodeError;
 use crate::position::{CurrentVersion, ExpectedVersion};
 
-/// An Event Store client error.
+/// An Event Store client error, from either wire.
+///
+/// The variants that carry a method and URL are the HTTP client's and keep their HTTP shapes, so
+/// today's callers and matches are untouched. The gRPC client reports through the variants that
+/// carry none: the shared ones ([`Error::Config`], [`Error::WrongExpectedVersion`],
+/// [`Error::StreamDeleted`]) and the wire-neutral ones from [`Error::Unreachable`] on, which the
+/// HTTP client can adopt when both wires move behind one `esdb::Client`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The client could not be built from its configuration.
@@ -221,10 +227,6 @@ pub enum Error {
     #[error(transparent)]
     Encode(#[from] EncodeError),
 
-    // The variants below carry no HTTP shapes (method, URL, status): the gRPC client
-    // (`esdb::grpc`) reports through them, and a later wire-neutral `esdb::Client` can move the
-    // HTTP arm onto them too. The HTTP variants above stay as they are so that today's callers
-    // and their matches keep working.
     /// No connection to the node could be made, or it broke during the call (gRPC
     /// `UNAVAILABLE` from the transport, `CANCELLED`).
     #[error(
