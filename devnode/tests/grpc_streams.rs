@@ -598,3 +598,71 @@ async fn batch_append_answers_each_correlation_and_packs_a_wrong_expected_versio
     assert_eq!(node.store().last_event_number("batch-1"), 1);
     node.stop().await;
 }
+
+/// Sends raw bytes as the message of a call, to feed the node what no generated client sends.
+#[derive(Default, Clone)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_an_error_status_and_the_node_serves_on() {
+    let (node, grpc, _) = node().await;
+    let mut raw = tonic::client::Grpc::new(channel(&node).await);
+    raw.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/event_store.client.streams.Streams/Read",
+    );
+    // A length-delimited field whose length runs past the end of the message.
+    let err = raw
+        .server_streaming(grpc.req(vec![0x0a, 0xff, 0x01, 0x02]), path, Raw)
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), tonic::Code::Ok);
+    // A well-formed request without the required uuid_option is INVALID_ARGUMENT.
+    let mut opts = all(AllOption::Start(()), Some(1));
+    opts.uuid_option = None;
+    let err = grpc.read(opts).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(grpc
+        .read_all_of(all(AllOption::Start(()), Some(1)))
+        .await
+        .is_ok());
+    node.stop().await;
+}

@@ -613,3 +613,59 @@ fn error(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever bytes arrive as an append message, decoding and validation answer an
+        /// event or an error status, never a panic; a valid event's size counts its bytes.
+        #[test]
+        fn arbitrary_append_messages_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(AppendReq { content: Some(append_req::Content::ProposedMessage(m)) }) =
+                AppendReq::decode(bytes.as_slice())
+            {
+                if let Ok((e, size)) = proposed(m.id.as_ref(), &m.metadata, &m.custom_metadata, &m.data) {
+                    prop_assert!(size >= e.data.len() + e.metadata.len());
+                }
+            }
+        }
+
+        #[test]
+        fn any_stream_name_bytes_are_named_or_refused(name in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let id = shared::StreamIdentifier { stream_name: Bytes::from(name.clone()) };
+            match stream_name(Some(&id)) {
+                Ok(s) => prop_assert!(!name.is_empty() && !s.is_empty()),
+                Err(e) => {
+                    prop_assert!(name.is_empty());
+                    prop_assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn missing_type_or_content_type_names_the_required_properties() {
+        let mut metadata = HashMap::new();
+        metadata.insert("type".to_owned(), "A".to_owned());
+        let id = proto::ids::string(uuid::Uuid::new_v4());
+        let err = proposed(Some(&id), &metadata, &Bytes::new(), &Bytes::new()).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            err.metadata().get("required-metadata-properties").unwrap(),
+            "type,content-type"
+        );
+        metadata.insert("content-type".to_owned(), "text/plain".to_owned());
+        let (e, size) = proposed(
+            Some(&id),
+            &metadata,
+            &Bytes::from_static(b"m"),
+            &Bytes::from_static(b"dd"),
+        )
+        .unwrap();
+        assert!(!e.is_json, "only application/json is JSON");
+        assert_eq!(size, 2 + 1 + 2);
+    }
+}
