@@ -19,7 +19,8 @@
 //!   expected/current versions, log positions, the fencing [`Epoch`](position::Epoch). No raw
 //!   integer crosses a module boundary where one of these fits.
 //! * [`esdb`]: the Event Store HTTP client: requests, pure response decoders, wire DTOs, domain
-//!   results, [`esdb::Error`] with `is_transient()`.
+//!   results, [`esdb::Error`] with `is_transient()`; and in [`esdb::grpc`] the gRPC client
+//!   (connection strings, discovery, leader redirects), not yet used by the pipeline.
 //! * [`pipeline`]: the start-up checks, then reader → bounded channel → writer → checkpointer,
 //!   and the shutdown order. [`pipeline::plan`] says what each `$all` record becomes.
 //! * [`checkpoint`]: the versioned, checksummed checkpoint file with atomic replace.

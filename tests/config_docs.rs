@@ -82,3 +82,17 @@ fn the_local_dev_node_config_of_the_readme_is_valid() {
         );
     }
 }
+
+#[test]
+fn the_grpc_client_reference_names_every_connection_string_option() {
+    let (_, doc) = repo_file("docs/grpc-client.md");
+    let missing: Vec<&str> = standby::esdb::grpc::settings::KEYS
+        .iter()
+        .map(|(_, name)| *name)
+        .filter(|name| !doc.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/grpc-client.md does not document {missing:?}"
+    );
+}

@@ -13,7 +13,13 @@ use reqwest::{Method, StatusCode};
 use super::encode::EncodeError;
 use crate::position::{CurrentVersion, ExpectedVersion};
 
-/// An Event Store client error.
+/// An Event Store client error, from either wire.
+///
+/// The variants that carry a method and URL are the HTTP client's and keep their HTTP shapes, so
+/// today's callers and matches are untouched. The gRPC client reports through the variants that
+/// carry none: the shared ones ([`Error::Config`], [`Error::WrongExpectedVersion`],
+/// [`Error::StreamDeleted`]) and the wire-neutral ones from [`Error::Unreachable`] on, which the
+/// HTTP client can adopt when both wires move behind one `esdb::Client`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The client could not be built from its configuration.
@@ -100,16 +106,18 @@ pub enum Error {
         current: Option<CurrentVersion>,
     },
 
-    /// 410 where the operation cannot treat it as an answer: the stream is hard-deleted.
+    /// The stream is hard-deleted, where the operation cannot treat that as an answer.
+    ///
+    /// Both wires: HTTP 410, gRPC `exception: stream-deleted`.
     #[error(
-        "stream {stream:?} is hard-deleted (410{}): it can never be written again; skip it or \
-         write to another stream",
+        "stream {stream:?} is hard-deleted (tombstoned{}): it can never be written again; skip it \
+         or write to another stream",
         reason_suffix(.reason.as_deref())
     )]
     StreamDeleted {
         /// The stream.
         stream: String,
-        /// The server's reason phrase, if non-standard.
+        /// The server's HTTP reason phrase, if non-standard; `None` over gRPC.
         reason: Option<String>,
     },
 
@@ -218,15 +226,162 @@ pub enum Error {
     /// The events cannot be sent in the chosen request form.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+
+    /// No connection to the node could be made, or it broke during the call (gRPC
+    /// `UNAVAILABLE` from the transport, `CANCELLED`).
+    #[error(
+        "cannot reach {endpoint} for {op}: {detail}; check that the node is running, that the \
+         connection string's host and port (2113) are right, and that tls= matches the server \
+         (tls=false for an --insecure node; with TLS, tlsCAFile names the cluster CA); the call \
+         is safe to retry"
+    )]
+    Unreachable {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node.
+        endpoint: String,
+        /// What the transport said.
+        detail: String,
+    },
+
+    /// The call did not finish within its deadline (gRPC `DEADLINE_EXCEEDED`), or the server
+    /// gave up committing it (`ABORTED` "Operation timed out").
+    #[error(
+        "{op} on {endpoint} {}; the node may be overloaded, or the deadline (defaultDeadline) \
+         too short; a write may still have been applied, so retry it with the same event ids and \
+         expected revision",
+        .after.map_or_else(|| "timed out on the server".to_owned(), |d| format!("did not finish within its deadline of {d:?}"))
+    )]
+    DeadlineExceeded {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node.
+        endpoint: String,
+        /// The client's deadline; `None` when the server timed out on its own.
+        after: Option<Duration>,
+    },
+
+    /// The node cannot serve now: not ready, too busy, shutting down, or failing internally
+    /// (gRPC `UNAVAILABLE`, `INTERNAL`, `UNKNOWN`, `RESOURCE_EXHAUSTED`, `DATA_LOSS`).
+    #[error(
+        "{op} on {endpoint} failed on the server: {detail}; retry later and check the server log"
+    )]
+    Unavailable {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node.
+        endpoint: String,
+        /// The status code and message.
+        detail: String,
+    },
+
+    /// The node refused the caller: unknown user, wrong password, disabled account, or missing
+    /// rights (gRPC `PERMISSION_DENIED` / `UNAUTHENTICATED`, `exception: access-denied`).
+    #[error(
+        "{op} on {endpoint} was refused: access denied {}: check the credentials (user info of \
+         the connection string, or the configured username and password, or the X.509 user \
+         certificate), that the account is enabled, and that the user may do this: reading $all, \
+         $settings and other $ streams needs a member of $admins, writes need $w on the stream",
+        user_text(.user.as_deref())
+    )]
+    AccessDenied {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node.
+        endpoint: String,
+        /// User name sent (never the password); `None` = anonymous.
+        user: Option<String>,
+    },
+
+    /// The node is not the leader and the operation needs it (`exception: not-leader`). The gRPC
+    /// client has already switched to the leader it named, so a retry goes there: transient.
+    #[error(
+        "{op} on {endpoint} needs the leader, and this node is not the leader{}; the client now \
+         connects to the leader, so retry; if this repeats, the cluster is electing or \
+         nodePreference/the hosts point at a read-only replica",
+        .leader.as_ref().map(|l| format!(" (the leader is {l})")).unwrap_or_default()
+    )]
+    NotLeader {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node that answered.
+        endpoint: String,
+        /// The leader it named, if any.
+        leader: Option<crate::esdb::node::Endpoint>,
+    },
+
+    /// An event or the whole append is above the server's size limit
+    /// (`maximum-append-event-size-exceeded`, `maximum-append-size-exceeded`).
+    #[error(
+        "append to {stream:?} is too large: {detail}; nothing was written; split the append into \
+         smaller ones, or raise the server's MaxAppendSize / MaxAppendEventSize"
+    )]
+    TooLarge {
+        /// The stream written to.
+        stream: String,
+        /// Which limit, and the sizes the server reported.
+        detail: String,
+    },
+
+    /// A user command names a login that does not exist (`exception: user-not-found`).
+    #[error(
+        "user {login:?} does not exist on the node: check the login, or create the user first"
+    )]
+    UserNotFound {
+        /// The login.
+        login: String,
+    },
+
+    /// The node refused the request itself (gRPC `INVALID_ARGUMENT`, `FAILED_PRECONDITION`,
+    /// `NOT_FOUND`, `UNIMPLEMENTED`, …): retrying the same request will not help.
+    #[error(
+        "{op} on {endpoint} was rejected ({code}{}): {message:?}; {}",
+        .exception.as_deref().map(|e| format!(", {e}")).unwrap_or_default(),
+        rejected_hint(.code, .exception.as_deref())
+    )]
+    Rejected {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node.
+        endpoint: String,
+        /// The gRPC status code name, e.g. `InvalidArgument`.
+        code: &'static str,
+        /// The `exception` trailer, if any.
+        exception: Option<String>,
+        /// The status message.
+        message: String,
+    },
+
+    /// A reply that does not follow the protocol (a required field missing, a bad UUID).
+    #[error(
+        "cannot understand the reply to {op} from {endpoint}: {detail}; check that the \
+         connection string points at an Event Store / KurrentDB node"
+    )]
+    Protocol {
+        /// What was being done.
+        op: &'static str,
+        /// `host:port` of the node.
+        endpoint: String,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl Error {
     /// Whether retrying the same request later may succeed: connection failures, timeouts,
-    /// transport errors, 408, 429 and 5xx. Other 4xx (409 [`Error::Conflict`] included), decode
-    /// and encode errors, redirects and [`Error::WrongExpectedVersion`] are permanent.
+    /// transport errors, 408, 429 and 5xx; over gRPC also an unavailable node and "not leader"
+    /// (the client has switched to the leader). Other 4xx (409 [`Error::Conflict`] included),
+    /// access denied, decode and encode errors, redirects, rejected requests and
+    /// [`Error::WrongExpectedVersion`] are permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Connect { .. }
+            | Error::Timeout { .. }
+            | Error::Transport { .. }
+            | Error::Unreachable { .. }
+            | Error::DeadlineExceeded { .. }
+            | Error::Unavailable { .. }
+            | Error::NotLeader { .. } => true,
             Error::Status { status, .. } => is_transient_status(*status),
             Error::Config { .. }
             | Error::Unauthorized { .. }
@@ -237,7 +392,12 @@ impl Error {
             | Error::BadRequest { .. }
             | Error::Redirected { .. }
             | Error::Decode { .. }
-            | Error::Encode(_) => false,
+            | Error::Encode(_)
+            | Error::AccessDenied { .. }
+            | Error::TooLarge { .. }
+            | Error::UserNotFound { .. }
+            | Error::Rejected { .. }
+            | Error::Protocol { .. } => false,
         }
     }
 
@@ -273,6 +433,15 @@ impl Error {
             Error::Status { .. } => "status",
             Error::Decode { .. } => "decode",
             Error::Encode(_) => "encode",
+            Error::Unreachable { .. } => "connect",
+            Error::DeadlineExceeded { .. } => "timeout",
+            Error::Unavailable { .. } => "unavailable",
+            Error::AccessDenied { .. } => "unauthorized",
+            Error::NotLeader { .. } => "not_leader",
+            Error::TooLarge { .. } => "too_large",
+            Error::UserNotFound { .. } => "not_found",
+            Error::Rejected { .. } => "rejected",
+            Error::Protocol { .. } => "decode",
         }
     }
 }
@@ -295,6 +464,22 @@ fn user_text(user: Option<&str>) -> String {
     match user {
         Some(user) => format!("as user {user:?}"),
         None => "anonymously: no credentials are configured".to_owned(),
+    }
+}
+
+fn rejected_hint(code: &str, exception: Option<&str>) -> &'static str {
+    match (code, exception) {
+        (_, Some("missing-required-metadata-property")) => {
+            "every event needs a type and a content type; this is a client bug"
+        }
+        (_, Some("stream-not-found")) => "the stream does not exist; check the stream name",
+        (_, Some("user-conflict")) => {
+            "the login already exists; choose another login, or reset that user's password"
+        }
+        ("Unimplemented", _) => {
+            "the node does not offer this call: it is older than 20.6, or not an Event Store node"
+        }
+        _ => "the request is invalid for this server version; this is a client bug or a version mismatch",
     }
 }
 

@@ -16,7 +16,9 @@
 //! * [`page`], [`metadata`], [`node`]: domain results ([`AllPage`], [`StreamPage`], [`Entry`],
 //!   [`Lookup`], [`StreamMetadata`], [`SystemSettings`], [`NodeInfo`], [`Gossip`]).
 //! * [`users`]: user management ([`UserDetails`], [`NewUser`]; enable, disable, reset password).
-//! * [`error`]: [`Error`] with [`Error::is_transient`].
+//! * [`error`]: [`Error`] with [`Error::is_transient`], shared by both wires.
+//! * [`grpc`]: the gRPC client (its own connection strings, discovery and calls), reporting
+//!   through the same [`Error`].
 //!
 //! Expected conditions are values: a missing stream is [`Lookup::NotFound`], a hard-deleted one
 //! [`Lookup::Deleted`], a repeated hard delete [`DeleteOutcome::AlreadyHardDeleted`].
@@ -26,6 +28,7 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod feed;
+pub mod grpc;
 pub mod headers;
 pub mod metadata;
 pub mod node;

@@ -111,6 +111,144 @@ pub fn client_config(
     Ok(config)
 }
 
+/// The TLS configuration of the gRPC client: ALPN `h2` only (gRPC needs HTTP/2), the same trust
+/// roots as [`client_config`], an optional X.509 user certificate sent as the client certificate
+/// (`userCertFile`/`userKeyFile`), and, with `verify == false` (`tlsVerifyCert=false`), any server
+/// certificate accepted; signatures are still checked, so the handshake stays a real one.
+///
+/// # Errors
+///
+/// [`Error::Config`] for an unusable CA, certificate or key file, or no trust roots.
+pub fn grpc_client_config(
+    ca_file: Option<&Path>,
+    verify: bool,
+    user_certificate: Option<(&Path, &Path)>,
+) -> Result<rustls::ClientConfig, Error> {
+    let mut config = client_config(ca_file, true, verify)?;
+    if let Some((cert_file, key_file)) = user_certificate {
+        let certs = read_certs(cert_file, "userCertFile")?;
+        let key = read_key(key_file)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = config_roots(ca_file)?;
+        config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_error(format!("TLS setup failed: {e}")))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| {
+                config_error(format!(
+                    "the user certificate {} and key {} do not make a usable client \
+                     certificate: {e}",
+                    cert_file.display(),
+                    key_file.display()
+                ))
+            })?;
+    }
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    if !verify {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(AnyServerCertificate(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))));
+    }
+    Ok(config)
+}
+
+fn config_roots(ca_file: Option<&Path>) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        add_pem_file(&mut roots, path)?;
+    }
+    Ok(roots)
+}
+
+fn read_certs(
+    path: &Path,
+    setting: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Error> {
+    let file = File::open(path)
+        .map_err(|e| config_error(format!("cannot open the {setting} {}: {e}", path.display())))?;
+    let certs = rustls_pemfile::certs(&mut BufReader::new(file))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_error(format!("cannot read {} as PEM: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(config_error(format!(
+            "the {setting} {} contains no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<rustls::pki_types::PrivateKeyDer<'static>, Error> {
+    let file = File::open(path).map_err(|e| {
+        config_error(format!(
+            "cannot open the userKeyFile {}: {e}",
+            path.display()
+        ))
+    })?;
+    rustls_pemfile::private_key(&mut BufReader::new(file))
+        .map_err(|e| config_error(format!("cannot read {} as PEM: {e}", path.display())))?
+        .ok_or_else(|| {
+            config_error(format!(
+                "the userKeyFile {} contains no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                path.display()
+            ))
+        })
+}
+
+/// `tlsVerifyCert=false`: accepts any certificate chain and name, but still verifies the
+/// handshake signatures with the provider's algorithms.
+#[derive(Debug)]
+struct AnyServerCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// ISRG Root X1 (a public root certificate): a known-good PEM for tests.
 #[cfg(test)]
 pub(crate) const ISRG_ROOT_X1: &str = "-----BEGIN CERTIFICATE-----
@@ -161,6 +299,29 @@ mod tests {
         assert_eq!(config.alpn_protocols[0], b"h2".to_vec());
         let mut roots = RootCertStore::empty();
         assert_eq!(add_pem_file(&mut roots, file.path()).unwrap(), 1);
+    }
+
+    #[test]
+    fn grpc_config_speaks_h2_and_takes_a_user_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = devnode::DevCerts::ensure(dir.path()).unwrap();
+        let config = grpc_client_config(Some(&certs.ca_file()), true, None).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert!(!config.client_auth_cert_resolver.has_certs());
+        // Any certificate with its key works as a client certificate.
+        let user = (certs.cert_file(), certs.key_file());
+        let config =
+            grpc_client_config(Some(&certs.ca_file()), true, Some((&user.0, &user.1))).unwrap();
+        assert!(config.client_auth_cert_resolver.has_certs());
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
+        // tlsVerifyCert=false needs no trust roots at all.
+        grpc_client_config(None, false, None).unwrap();
+
+        let err = grpc_client_config(None, true, Some((&user.0, &user.0))).unwrap_err();
+        assert!(err.to_string().contains("no PEM private key"), "{err}");
+        let missing = Path::new("/nonexistent/user.key");
+        let err = grpc_client_config(None, true, Some((&user.0, missing))).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/user.key"), "{err}");
     }
 
     #[test]
