@@ -147,7 +147,8 @@ pub fn write(path: &Path, value: i64) -> Result<()> {
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     f.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
-    f.write_all(&encode(value)).map_err(|e| Error::io(path, e))?;
+    f.write_all(&encode(value))
+        .map_err(|e| Error::io(path, e))?;
     f.set_len(CHECKPOINT_SIZE as u64)
         .map_err(|e| Error::io(path, e))?;
     f.sync_data().map_err(|e| Error::io(path, e))
@@ -200,7 +201,10 @@ mod tests {
             CheckpointKind::StreamExistenceFilter.path(db, ix),
             Path::new("/db/index/stream-existence/streamExistenceFilter.chk")
         );
-        assert_eq!(CheckpointKind::Truncate.path(db, ix), Path::new("/db/truncate.chk"));
+        assert_eq!(
+            CheckpointKind::Truncate.path(db, ix),
+            Path::new("/db/truncate.chk")
+        );
         assert_eq!(CheckpointKind::Writer.initial_value(), Some(0));
         assert_eq!(CheckpointKind::Epoch.initial_value(), Some(-1));
         assert!(CheckpointKind::Truncate.minus_one_means_unset());

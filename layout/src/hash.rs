@@ -29,7 +29,9 @@ pub fn feed_range(md5: &mut Md5, file: &mut File, path: &Path, start: u64, len: 
     let mut left = len;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
-        let n = file.read(&mut buf[..want]).map_err(|e| Error::io(path, e))?;
+        let n = file
+            .read(&mut buf[..want])
+            .map_err(|e| Error::io(path, e))?;
         if n == 0 {
             return Err(Error::format(
                 path,

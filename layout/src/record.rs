@@ -517,7 +517,10 @@ mod tests {
         };
         let b = LogRecord::Prepare(p.clone()).encode();
         assert_eq!(&b[24..28], &(i32::MAX - 1).to_le_bytes());
-        assert_eq!(LogRecord::decode(&b).unwrap(), LogRecord::Prepare(p.clone()));
+        assert_eq!(
+            LogRecord::decode(&b).unwrap(),
+            LogRecord::Prepare(p.clone())
+        );
         p.expected_version = 5;
         let b = LogRecord::Prepare(p.clone()).encode();
         assert_eq!(b.len(), 10 + 2 + 8 + 4 + 4 + 2 + 16 + 16 + 8 + 1 + 4 + 4);
@@ -627,11 +630,8 @@ mod tests {
                 timestamp_ticks: 3,
             })
         });
-        let system = (
-            0i64..1 << 40,
-            proptest::collection::vec(any::<u8>(), 0..64),
-        )
-            .prop_map(|(pos, data)| {
+        let system = (0i64..1 << 40, proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
+            |(pos, data)| {
                 LogRecord::System(SystemRecord {
                     log_position: pos,
                     timestamp_ticks: 4,
@@ -640,7 +640,8 @@ mod tests {
                     reserved: 0,
                     data,
                 })
-            });
+            },
+        );
         prop_oneof![prepare, commit, system]
     }
 

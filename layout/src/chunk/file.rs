@@ -120,15 +120,16 @@ impl ChunkFile {
                 f.physical_data_size, h.chunk_size
             ));
         }
-        let needed = (HEADER_SIZE + FOOTER_SIZE) as u64
-            + f.physical_data_size as u64
-            + f.map_size as u64;
+        let needed =
+            (HEADER_SIZE + FOOTER_SIZE) as u64 + f.physical_data_size as u64 + f.map_size as u64;
         if needed > self.len {
             p.push(format!(
                 "header, {} data bytes, {} map bytes and footer need {needed} bytes; the file has {}",
                 f.physical_data_size, f.map_size, self.len
             ));
-        } else if h.version >= VERSION_ALIGNED && self.len != super::header::align_up(needed, ALIGNMENT) {
+        } else if h.version >= VERSION_ALIGNED
+            && self.len != super::header::align_up(needed, ALIGNMENT)
+        {
             p.push(format!(
                 "file is {} bytes; a completed version-{} chunk with these sizes is {} (padded to {ALIGNMENT})",
                 self.len,
@@ -136,7 +137,8 @@ impl ChunkFile {
                 super::header::align_up(needed, ALIGNMENT)
             ));
         }
-        if !h.is_scavenged && (f.map_size != 0 || f.logical_data_size != f.physical_data_size as i64)
+        if !h.is_scavenged
+            && (f.map_size != 0 || f.logical_data_size != f.physical_data_size as i64)
         {
             p.push(format!(
                 "unscavenged chunk with a position map of {} bytes or logical size {} ≠ physical size {}",

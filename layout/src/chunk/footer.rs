@@ -171,7 +171,10 @@ mod tests {
         b[..13].copy_from_slice(&[0x01, 10, 0, 0, 0, 20, 0, 0, 0, 16, 0, 0, 0]);
         let f = ChunkFooter::decode(&b).unwrap();
         assert!(f.is_completed && !f.is_map_12_bytes);
-        assert_eq!((f.physical_data_size, f.logical_data_size, f.map_size), (10, 20, 16));
+        assert_eq!(
+            (f.physical_data_size, f.logical_data_size, f.map_size),
+            (10, 20, 16)
+        );
         assert_eq!(f.pos_map_entry_size(), 8);
         assert_eq!(f.encode(), b);
     }
@@ -179,7 +182,10 @@ mod tests {
     /// `PosMap.Format`: ActualPos (i32) first, then LogPos (i64).
     #[test]
     fn golden_pos_map_entry() {
-        let e = PosMapEntry { log_pos: 0x0A0B, actual_pos: 0x10 };
+        let e = PosMapEntry {
+            log_pos: 0x0A0B,
+            actual_pos: 0x10,
+        };
         assert_eq!(e.encode(), [0x10, 0, 0, 0, 0x0B, 0x0A, 0, 0, 0, 0, 0, 0]);
         let old = 0x0000_0A0B_0000_0010u64.to_le_bytes();
         assert_eq!(PosMapEntry::decode_deprecated(&old), e);

@@ -21,8 +21,8 @@ pub use header::{
     TRANSFORM_IDENTITY, VERSION_ALIGNED, VERSION_TRANSFORMED, VERSION_UNALIGNED,
 };
 pub use name::ChunkName;
-pub use writer::{Appended, ChunkWriter, Completed};
 pub(crate) use writer::sync_dir;
+pub use writer::{Appended, ChunkWriter, Completed};
 
 /// Completed chunks of version 3 and later are padded to a multiple of this (`TFChunk.AlignmentSize`).
 pub const ALIGNMENT: u64 = 4096;

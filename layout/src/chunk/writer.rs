@@ -97,7 +97,11 @@ impl ChunkWriter {
         let mut md5 = Md5::new();
         md5.update(bytes);
         let mut out = BufWriter::with_capacity(1 << 16, file);
-        out.write_all(&bytes).map_err(|e| Error::io(&path, e))?;
+        // The header goes to the file at once, so a new chunk is recognisable even before its
+        // first record, as a server's is.
+        out.write_all(&bytes)
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::io(&path, e))?;
         Ok(ChunkWriter {
             path,
             out,
@@ -140,7 +144,13 @@ impl ChunkWriter {
             .open(path)
             .map_err(|e| Error::io(path, e))?;
         let mut md5 = Md5::new();
-        feed_range(&mut md5, &mut file, path, 0, HEADER_SIZE as u64 + local_position)?;
+        feed_range(
+            &mut md5,
+            &mut file,
+            path,
+            0,
+            HEADER_SIZE as u64 + local_position,
+        )?;
         file.seek(SeekFrom::Start(HEADER_SIZE as u64 + local_position))
             .map_err(|e| Error::io(path, e))?;
         Ok(ChunkWriter {
@@ -253,7 +263,10 @@ impl ChunkWriter {
         let name = ChunkName::new(self.header.chunk_start_number as u32, version);
         let target = dir.join(name.to_string());
         if target.exists() {
-            return Err(Error::Misuse(format!("{} already exists", target.display())));
+            return Err(Error::Misuse(format!(
+                "{} already exists",
+                target.display()
+            )));
         }
         let tmp = self.path.clone();
         let mut done = self.finish(&tmp)?;
@@ -281,9 +294,12 @@ impl ChunkWriter {
         };
         let file_size = align_up(body + FOOTER_SIZE as u64, alignment);
         let padding = vec![0u8; (file_size - body - FOOTER_SIZE as u64) as usize];
-        self.out.write_all(&padding).map_err(|e| Error::io(path, e))?;
+        self.out
+            .write_all(&padding)
+            .map_err(|e| Error::io(path, e))?;
         self.md5.update(&padding);
-        let mut footer = ChunkFooter::completed(self.physical as u32, self.logical, map_size as u32);
+        let mut footer =
+            ChunkFooter::completed(self.physical as u32, self.logical, map_size as u32);
         let unhashed = footer.encode();
         self.md5.update(&unhashed[..FOOTER_SIZE - CHECKSUM_SIZE]);
         footer.md5 = self.md5.finalize_reset().into();
@@ -294,7 +310,10 @@ impl ChunkWriter {
         let file = self.out.get_ref();
         file.set_len(file_size).map_err(|e| Error::io(path, e))?;
         file.sync_all().map_err(|e| Error::io(path, e))?;
-        let mut perms = file.metadata().map_err(|e| Error::io(path, e))?.permissions();
+        let mut perms = file
+            .metadata()
+            .map_err(|e| Error::io(path, e))?
+            .permissions();
         perms.set_readonly(true);
         fs::set_permissions(path, perms).map_err(|e| Error::io(path, e))?;
         Ok(Completed {

@@ -71,12 +71,19 @@ pub fn verify_filter(path: &Path) -> Result<BloomCheck> {
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut r = BufReader::with_capacity(IO_BUFFER, file);
     let mut line = [0u8; CACHE_LINE];
-    r.read_exact(&mut line)
-        .map_err(|_| Error::format(path, format!("{file_len} bytes is shorter than the header line")))?;
+    r.read_exact(&mut line).map_err(|_| {
+        Error::format(
+            path,
+            format!("{file_len} bytes is shorter than the header line"),
+        )
+    })?;
     if line[0] != BLOOM_VERSION {
         return Err(Error::format(
             path,
-            format!("filter version {} (the server reads {BLOOM_VERSION})", line[0]),
+            format!(
+                "filter version {} (the server reads {BLOOM_VERSION})",
+                line[0]
+            ),
         ));
     }
     let corruption_rebuild_count = i32::from_le_bytes(line[4..8].try_into().expect("4"));
@@ -148,7 +155,9 @@ fn line_is_valid(line: &[u8; CACHE_LINE]) -> bool {
 /// (what an item hashes to is the caller's business).
 pub fn create_filter(path: &Path, logical_size: u64, set_bits: &[u64]) -> Result<()> {
     if !(MIN_LOGICAL_SIZE..=MAX_LOGICAL_SIZE).contains(&logical_size) {
-        return Err(Error::Misuse(format!("filter size {logical_size} out of range")));
+        return Err(Error::Misuse(format!(
+            "filter size {logical_size} out of range"
+        )));
     }
     let num_bits = logical_size * 8;
     let size = file_size_for(num_bits);

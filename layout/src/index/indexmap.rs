@@ -190,7 +190,10 @@ impl IndexMap {
         seen.sort_unstable();
         for w in seen.windows(2) {
             if w[0] == w[1] {
-                p.push(format!("level,position {},{} is listed twice", w[0].0, w[0].1));
+                p.push(format!(
+                    "level,position {},{} is listed twice",
+                    w[0].0, w[0].1
+                ));
             }
         }
         seen.dedup();
@@ -227,13 +230,17 @@ impl IndexMap {
     /// renamed over the old one (the server deletes and moves; a rename is never half done).
     pub fn write(&self, index_dir: &Path) -> Result<PathBuf> {
         let target = index_dir.join(INDEXMAP_FILE_NAME);
-        let tmp = index_dir.join(format!("{INDEXMAP_FILE_NAME}.{}.indexmap.tmp", Uuid::new_v4()));
+        let tmp = index_dir.join(format!(
+            "{INDEXMAP_FILE_NAME}.{}.indexmap.tmp",
+            Uuid::new_v4()
+        ));
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(&self.encode()).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&self.encode())
+            .map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         sync_dir(index_dir)?;

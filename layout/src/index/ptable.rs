@@ -113,7 +113,10 @@ impl PTableFile {
             ));
         }
         let Some(entry) = entry_size(version) else {
-            return Err(Error::format(path, format!("unknown PTable version {version}")));
+            return Err(Error::format(
+                path,
+                format!("unknown PTable version {version}"),
+            ));
         };
         let footer = if version >= PTABLE_VERSION_4 {
             PTABLE_FOOTER_SIZE
@@ -159,7 +162,10 @@ impl PTableFile {
         }
         let entry_count = entries_bytes / entry;
         if version >= PTABLE_VERSION_4 && entry_count > 0 && midpoint_count == 1 {
-            return Err(Error::format(path, "1 midpoint cached; the server needs 0 or at least 2"));
+            return Err(Error::format(
+                path,
+                "1 midpoint cached; the server needs 0 or at least 2",
+            ));
         }
         if entry_count >= 2 && midpoint_count > entry_count {
             return Err(Error::format(
@@ -255,7 +261,11 @@ fn midpoint_index(k: u64, n: u64, m: u64) -> u64 {
 /// Writes a version-4 PTable of `entries` to `path` (sorted here, largest first) with the
 /// midpoints the server caches at `cache_depth`, the footer and the MD5. The file is written,
 /// synced and then made read-only, as the server leaves PTables.
-pub fn write_ptable(path: &Path, mut entries: Vec<IndexEntry>, cache_depth: u32) -> Result<PTableInfo> {
+pub fn write_ptable(
+    path: &Path,
+    mut entries: Vec<IndexEntry>,
+    cache_depth: u32,
+) -> Result<PTableInfo> {
     entries.sort_unstable_by(|a, b| b.cmp(a));
     let file = OpenOptions::new()
         .write(true)
@@ -296,7 +306,10 @@ pub fn write_ptable(path: &Path, mut entries: Vec<IndexEntry>, cache_depth: u32)
     out.flush().map_err(|e| Error::io(path, e))?;
     let file = out.get_ref();
     file.sync_all().map_err(|e| Error::io(path, e))?;
-    let mut perms = file.metadata().map_err(|e| Error::io(path, e))?.permissions();
+    let mut perms = file
+        .metadata()
+        .map_err(|e| Error::io(path, e))?
+        .permissions();
     perms.set_readonly(true);
     std::fs::set_permissions(path, perms).map_err(|e| Error::io(path, e))?;
     Ok(PTableInfo {
@@ -389,7 +402,10 @@ mod tests {
         let mut b = vec![0u8; 128 + 24 + 128 + 16];
         b[0] = 2;
         std::fs::write(&p, &b).unwrap();
-        assert!(PTableFile::open(&p).unwrap_err().to_string().contains("type"));
+        assert!(PTableFile::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("type"));
         b[0] = 1;
         b[1] = 1;
         std::fs::write(&p, &b).unwrap();
@@ -398,11 +414,17 @@ mod tests {
         b[128 + 24] = 1;
         b[128 + 24 + 1] = 3;
         std::fs::write(&p, &b).unwrap();
-        assert!(PTableFile::open(&p).unwrap_err().to_string().contains("footer"));
+        assert!(PTableFile::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("footer"));
         b[128 + 24 + 1] = 4;
         b.insert(128, 0);
         std::fs::write(&p, &b).unwrap();
-        assert!(PTableFile::open(&p).unwrap_err().to_string().contains("multiple"));
+        assert!(PTableFile::open(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple"));
     }
 
     proptest! {
