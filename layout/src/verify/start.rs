@@ -195,7 +195,6 @@ pub(crate) fn predict(
 }
 
 fn truncation(
-    db: &Path,
     cps: &Checkpoints,
     chunks: &Chunks,
     cs: i64,
