@@ -61,7 +61,12 @@ impl ChunkWriter {
     /// # Errors
     /// I/O failures, or a file of that name already existing.
     pub fn create_new(dir: &Path, number: u32, chunk_size: u32) -> Result<Self> {
-        let header = ChunkHeader::new_current(chunk_size, number, number, false, Uuid::new_v4());
+        Self::create_new_with_id(dir, number, chunk_size, Uuid::new_v4())
+    }
+
+    /// [`ChunkWriter::create_new`] with a given `ChunkId`, for reproducible files.
+    pub fn create_new_with_id(dir: &Path, number: u32, chunk_size: u32, id: Uuid) -> Result<Self> {
+        let header = ChunkHeader::new_current(chunk_size, number, number, false, id);
         let path = dir.join(ChunkName::new(number, 0).to_string());
         let size = header.preallocated_file_size();
         Self::create(path, header, Some(size), None)
