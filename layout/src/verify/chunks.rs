@@ -342,11 +342,23 @@ fn walk_completed(sink: &mut Sink<'_>, cf: &mut ChunkFile, chaser_local: Option<
     let path = cf.path().to_path_buf();
     let physical = cf.footer.physical_data_size as u64;
     if cf.header.is_scavenged {
-        let map: Result<Vec<_>> = match cf.pos_map() {
-            Ok(it) => it.collect(),
-            Err(e) => Err(e),
+        // The map is streamed from a second handle in step with the records, so memory stays
+        // bounded however many records the chunk holds.
+        let mut map_file = match ChunkFile::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                sink.add(
+                    Severity::Error,
+                    FindingKind::ChunkPosMap,
+                    &path,
+                    e.to_string(),
+                    RECOPY,
+                );
+                return;
+            }
         };
-        let map = match map {
+        let count = map_file.footer.map_size.max(0) as usize / map_file.footer.pos_map_entry_size();
+        let mut map = match map_file.pos_map() {
             Ok(m) => m,
             Err(e) => {
                 sink.add(
@@ -361,23 +373,24 @@ fn walk_completed(sink: &mut Sink<'_>, cf: &mut ChunkFile, chaser_local: Option<
         };
         let mut i = 0usize;
         let bad = walk(sink, cf, physical, |off, h| {
-            let e = map.get(i);
+            let e = map.next();
             i += 1;
             match e {
-                Some(e) if e.actual_pos as u64 == off && e.log_pos == h.log_position => None,
-                Some(e) => Some(format!(
+                Some(Err(e)) => Some(format!("position map: {e}")),
+                Some(Ok(e)) if e.actual_pos as u64 == off && e.log_pos == h.log_position => None,
+                Some(Ok(e)) => Some(format!(
                     "position map entry {} says logical {} at {}, the record there is at logical {}",
                     i - 1, e.log_pos, e.actual_pos, h.log_position
                 )),
                 None => Some("more records than position map entries".into()),
             }
         });
-        if !bad && i != map.len() {
+        if !bad && i != count {
             sink.add(
                 Severity::Error,
                 FindingKind::ChunkPosMap,
                 &path,
-                format!("{} position map entries for {i} records", map.len()),
+                format!("{count} position map entries for {i} records"),
                 RECOPY,
             );
         }
