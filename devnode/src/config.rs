@@ -158,6 +158,9 @@ pub struct NodeConfig {
     /// `false`: accounts come from an external provider (LDAPS, OAuth): the configured users
     /// authenticate, but the node serves no `/users` and no account can be disabled through it.
     pub user_management: bool,
+    /// Write what a real node writes on its own: `admin` and `ops` at the first start, an
+    /// `$epoch-information` event at every start (21.10+), so the log is never empty.
+    pub server_records: bool,
 }
 
 impl NodeConfig {
@@ -172,6 +175,7 @@ impl NodeConfig {
             users: default_users(),
             fsync: false,
             user_management: true,
+            server_records: false,
         }
     }
 
@@ -223,6 +227,12 @@ impl NodeConfig {
     /// users still authenticate, `/users` answers 404 and `/info` reports no user management.
     pub fn external_users(mut self) -> Self {
         self.user_management = false;
+        self
+    }
+
+    /// Writes the records a real node writes on its own (see [`NodeConfig::server_records`]).
+    pub fn server_records(mut self, on: bool) -> Self {
+        self.server_records = on;
         self
     }
 

@@ -49,6 +49,17 @@ struct Cli {
     /// authenticate, but /users is not served and no account can be disabled through it.
     #[arg(long, conflicts_with = "insecure")]
     external_users: bool,
+    /// Write what a real node writes on its own: `admin` and `ops` at the first start, an
+    /// `$epoch-information` event at every start (21.10+ profiles).
+    #[arg(long)]
+    server_records: bool,
+    /// Answer every request "not ready" (HTTP 503 with Retry-After, gRPC UNAVAILABLE) for this
+    /// many seconds after start, as a node does while it starts or elects a leader.
+    #[arg(long, value_name = "SECS")]
+    not_ready_secs: Option<u64>,
+    /// Add this many milliseconds before every answer, as a slow or far node.
+    #[arg(long, value_name = "MS")]
+    latency_ms: Option<u64>,
     /// Extra user NAME:PASSWORD[:GROUP]; repeat for more. A known login is overridden.
     #[arg(long = "user", value_name = "NAME:PASSWORD[:GROUP]", value_parser = parse_user)]
     users: Vec<User>,
@@ -104,6 +115,8 @@ async fn main() -> ExitCode {
     if cli.external_users {
         cfg = cfg.external_users();
     }
+    cfg = cfg.server_records(cli.server_records);
+    let (cli_not_ready, cli_latency) = (cli.not_ready_secs, cli.latency_ms);
     if cli.disable_tls {
         cfg = cfg.disable_tls();
     }
@@ -156,6 +169,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(secs) = cli_not_ready {
+        node.not_ready_for(std::time::Duration::from_secs(secs));
+    }
+    if let Some(ms) = cli_latency {
+        node.set_latency(std::time::Duration::from_millis(ms));
+    }
     if let Some(ca) = ca_file {
         println!("devnode CA certificate for clients: {}", ca.display());
     }

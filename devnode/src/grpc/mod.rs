@@ -41,8 +41,19 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// The node's router: gRPC by content type, AtomPub otherwise.
 pub(crate) fn front(app: Arc<App>, http: Router) -> Router {
+    let faults = app.clone();
     if app.wire.is_v5() {
-        return http;
+        let dispatch = tower::service_fn(move |req: Request<Body>| {
+            let http = http.clone();
+            let faults = faults.clone();
+            async move {
+                if faults.faults.before_answer().await {
+                    return Ok::<_, Infallible>(not_ready_http());
+                }
+                http.oneshot(req).await
+            }
+        });
+        return Router::new().fallback_service(dispatch);
     }
     let grpc = tonic::service::Routes::new(
         StreamsServer::new(streams::Streams::new(app.clone()))
@@ -55,7 +66,15 @@ pub(crate) fn front(app: Arc<App>, http: Router) -> Router {
     let dispatch = tower::service_fn(move |req: Request<Body>| {
         let grpc = grpc.clone();
         let http = http.clone();
+        let faults = faults.clone();
         async move {
+            if faults.faults.before_answer().await {
+                return Ok(if is_grpc(&req) {
+                    tonic::Status::unavailable("Server Is Not Ready").into_http()
+                } else {
+                    not_ready_http()
+                });
+            }
             if is_grpc(&req) {
                 Ok::<_, Infallible>(call_grpc(grpc, req).await)
             } else {
@@ -64,6 +83,17 @@ pub(crate) fn front(app: Arc<App>, http: Router) -> Router {
         }
     });
     Router::new().fallback_service(dispatch)
+}
+
+/// The 503 a node answers while not ready (`AuthenticationMiddleware`, the `NotReady` branch).
+fn not_ready_http() -> Response<Body> {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("5"),
+    );
+    resp
 }
 
 fn is_grpc(req: &Request<Body>) -> bool {

@@ -62,6 +62,32 @@ pub(crate) struct App {
     /// Armed faults: stream → how many more writes to it commit and then answer 500 "Write
     /// timeout", as a real node does when the commit outlasts the request's timeout (§5.3).
     pub write_timeouts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Faults that hold for every request: not ready, added latency.
+    pub faults: Faults,
+}
+
+/// Faults a whole node shows, set through [`Node`] by tests and by `devnode` flags.
+#[derive(Default)]
+pub(crate) struct Faults {
+    /// Until then the node answers "not ready": 503 with `Retry-After` over HTTP, UNAVAILABLE over
+    /// gRPC, as a starting node or one in an election does (`AuthenticationMiddleware`).
+    not_ready_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Added before every answer, as on a slow or far node.
+    latency_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    /// Waits the added latency; then whether the node is still not ready.
+    pub(crate) async fn before_answer(&self) -> bool {
+        let latency = self.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        self.not_ready_until
+            .lock()
+            .expect("fault lock")
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
 }
 
 impl App {
@@ -165,7 +191,18 @@ impl Node {
             instance_id: Uuid::new_v4(),
             epoch_id: Uuid::new_v4(),
             write_timeouts: Default::default(),
+            faults: Faults::default(),
         });
+        // What a real node writes when it starts: the default accounts at the first start, and
+        // an `$epoch-information` event at every start (21.10+), so no log is ever empty.
+        if cfg.server_records {
+            app.users.write_default_accounts()?;
+        }
+        if cfg.server_records && !matches!(cfg.profile, Profile::V5 | Profile::V20) {
+            let now = app.store.now();
+            app.store
+                .write_epoch_information(app.instance_id, &feed::format_time(Some(now)))?;
+        }
         let router = crate::grpc::front(
             app.clone(),
             Router::new()
@@ -245,6 +282,21 @@ impl Node {
             .lock()
             .expect("fault lock")
             .insert(stream.to_owned(), writes);
+    }
+
+    /// Fault: answer every request "not ready" for `period` from now (HTTP 503 with
+    /// `Retry-After`, gRPC UNAVAILABLE), as a node does while it starts or elects a leader.
+    pub fn not_ready_for(&self, period: Duration) {
+        *self.app.faults.not_ready_until.lock().expect("fault lock") =
+            Some(std::time::Instant::now() + period);
+    }
+
+    /// Fault: add `latency` before every answer (zero removes it).
+    pub fn set_latency(&self, latency: Duration) {
+        self.app.faults.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Sets this node's clock `offset` ahead of the machine's (negative: behind): its events'

@@ -495,6 +495,48 @@ impl Store {
         self.append_at(stream, expected, events, self.now())
     }
 
+    /// Appends the `$epoch-information` event the server writes after the epoch record at every
+    /// start and election (21.10+, `EpochManager.WriteEpochInformationWithRetry`): the epoch's
+    /// number, id, position, previous epoch's position, time and leader, as JSON. The epoch record
+    /// itself is a system record outside `$all` and is not modelled.
+    /// `time` is the node's clock in the server's text form (the store knows no wire formats).
+    pub fn write_epoch_information(&self, leader: Uuid, time: &str) -> Result<(), StoreError> {
+        const STREAM: &str = "$epoch-information";
+        let last = self.last_event_number(STREAM);
+        let (number, previous) = match last {
+            n if n >= 0 => match self.read_event(STREAM, Some(n), false) {
+                EventRead::Ok { event, .. } => {
+                    let rec = event.original();
+                    let previous = serde_json::from_slice::<serde_json::Value>(&rec.data)
+                        .ok()
+                        .and_then(|v| v["epochPosition"].as_i64())
+                        .unwrap_or(-1);
+                    (n + 1, previous)
+                }
+                _ => (n + 1, -1),
+            },
+            _ => (0, -1),
+        };
+        let ticks = self.now();
+        let data = serde_json::json!({
+            "epochPosition": self.end(),
+            "epochNumber": number,
+            "epochId": Uuid::new_v4(),
+            "prevEpochPosition": previous,
+            "timeStamp": time,
+            "leaderInstanceId": leader,
+        });
+        let event = ProposedEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "$epoch-information".into(),
+            is_json: true,
+            data: Bytes::from(data.to_string()),
+            metadata: Bytes::new(),
+        };
+        self.append_at(STREAM, last.max(-1), vec![event], ticks)?;
+        Ok(())
+    }
+
     /// This node's time in ticks: the machine's clock plus [`Store::set_clock_offset`].
     pub fn now(&self) -> i64 {
         now_ticks().saturating_add(self.clock_offset.load(std::sync::atomic::Ordering::Relaxed))

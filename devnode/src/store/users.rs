@@ -9,12 +9,12 @@
 //! * `$users-password-notifications` (`$maxAge` 1 h): `$PasswordChanged` `{loginName}` after
 //!   every change except enable; the server's authentication cache drops the login on it.
 //!
-//! Accounts from the node configuration (`--user`, the default `admin`/`ops`) are *seeds*: used
+//! With `NodeConfig::server_records`, `admin` and `ops` are written to the log at the first start,
+//! as the real server does when it first becomes leader. Other accounts from the node
+//! configuration (`--user`, and `admin`/`ops` without that option) are *seeds*: used
 //! while the log has no `$user-<login>` stream and written to the log the first time they are
-//! changed. The real server writes `admin` and `ops` to the log when it first becomes leader;
-//! keeping unchanged seeds out of the log leaves a fresh node's `$all` empty, which the replication
-//! tests rely on, and lets `--user` change a seed's password as long as it was never changed
-//! through the API.
+//! changed, so `--user` can change a seed's password as long as it was never changed through the
+//! API.
 //!
 //! Authentication goes through the server's credential cache ([`super::credentials`]): a change
 //! takes effect when the notification poller drops the cached login, about 1 s later, as on the
@@ -194,6 +194,19 @@ impl UserRegistry {
             notify_first: matches!(profile, Profile::V5 | Profile::V20),
             admin_by_name: profile != Profile::V5,
         }
+    }
+
+    /// Writes the accounts the real server creates when it first becomes leader
+    /// (`UserManagementService.CreateAdminUser`, `CreateOperationsUser`): `admin` and `ops`, when
+    /// configured and not yet in the log. Other configured users stay seeds until first changed.
+    pub fn write_default_accounts(&self) -> Result<(), StoreError> {
+        let _one_command_at_a_time = self.lock();
+        for login in ["admin", "ops"] {
+            if self.seed(login).is_some() {
+                self.materialize(login)?;
+            }
+        }
+        Ok(())
     }
 
     /// The credential cache, shared with its poller.
