@@ -49,6 +49,18 @@ async fn check(config: &Path) -> (Option<i32>, Vec<(String, String, String)>) {
     (out.status.code(), findings)
 }
 
+/// Appends one event to `stream` on the node at `url`, as `admin`.
+async fn write_one(url: &str, stream: &str) {
+    admin_client(url)
+        .append_events(
+            stream,
+            &[EventData::json(Uuid::new_v4(), "T", "{}")],
+            ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+}
+
 fn verdict<'a>(findings: &'a [(String, String, String)], check: &str) -> (&'a str, &'a str) {
     findings
         .iter()
@@ -177,14 +189,7 @@ async fn a_fresh_pair_passes_and_each_problem_fails_with_its_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_with_data_of_its_own_is_a_warning_and_an_unreachable_one_fails() {
     let c = clusters(Ordering::Global).await;
-    admin_client(&c.secondary.url())
-        .append_events(
-            "local-data",
-            &[EventData::json(Uuid::new_v4(), "T", "{}")],
-            ExpectedVersion::Any,
-        )
-        .await
-        .unwrap();
+    write_one(&c.secondary.url(), "local-data").await;
     let config = write_config_file(&c);
     let (code, findings) = check(&config).await;
     assert_eq!(code, Some(0), "{findings:#?}");
@@ -236,14 +241,7 @@ async fn check_pair(
     )
     .await
     .unwrap();
-    admin_client(&c.primary.url())
-        .append_events(
-            "order-1",
-            &[EventData::json(Uuid::new_v4(), "T", "{}")],
-            ExpectedVersion::Any,
-        )
-        .await
-        .unwrap();
+    write_one(&c.primary.url(), "order-1").await;
     let config = write_config_file(&c);
     let (code, findings) = check(&config).await;
     (c, code, findings)
@@ -288,14 +286,7 @@ async fn clock_skew_between_the_clusters_is_a_warning() {
 
     let c = clusters(Ordering::Global).await;
     c.secondary.set_clock_offset(-30_000);
-    admin_client(&c.primary.url())
-        .append_events(
-            "order-1",
-            &[EventData::json(Uuid::new_v4(), "T", "{}")],
-            ExpectedVersion::Any,
-        )
-        .await
-        .unwrap();
+    write_one(&c.primary.url(), "order-1").await;
     let (code, findings) = check(&write_config_file(&c)).await;
     assert_eq!(
         code,

@@ -175,7 +175,7 @@ impl NodeConfig {
             users: default_users(),
             fsync: false,
             user_management: true,
-            server_records: false,
+            server_records: true,
         }
     }
 
@@ -230,7 +230,9 @@ impl NodeConfig {
         self
     }
 
-    /// Writes the records a real node writes on its own (see [`NodeConfig::server_records`]).
+    /// Whether to write the records a real node writes on its own (on by default; see
+    /// [`NodeConfig::server_records`]). Off: a log that holds only what the test wrote, for tests
+    /// of the wire's position arithmetic.
     pub fn server_records(mut self, on: bool) -> Self {
         self.server_records = on;
         self

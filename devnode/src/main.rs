@@ -49,10 +49,11 @@ struct Cli {
     /// authenticate, but /users is not served and no account can be disabled through it.
     #[arg(long, conflicts_with = "insecure")]
     external_users: bool,
-    /// Write what a real node writes on its own: `admin` and `ops` at the first start, an
-    /// `$epoch-information` event at every start (21.10+ profiles).
+    /// Do not write what a real node writes on its own (`admin` and `ops` at the first start, an
+    /// `$epoch-information` event at every start on 21.10+ profiles): the log holds only what
+    /// clients wrote.
     #[arg(long)]
-    server_records: bool,
+    no_server_records: bool,
     /// Answer every request "not ready" (HTTP 503 with Retry-After, gRPC UNAVAILABLE) for this
     /// many seconds after start, as a node does while it starts or elects a leader.
     #[arg(long, value_name = "SECS")]
@@ -115,7 +116,7 @@ async fn main() -> ExitCode {
     if cli.external_users {
         cfg = cfg.external_users();
     }
-    cfg = cfg.server_records(cli.server_records);
+    cfg = cfg.server_records(!cli.no_server_records);
     let (cli_not_ready, cli_latency) = (cli.not_ready_secs, cli.latency_ms);
     if cli.disable_tls {
         cfg = cfg.disable_tls();

@@ -14,7 +14,7 @@ fn pos_of(url: &str) -> String {
 
 #[tokio::test]
 async fn forward_and_backward_links_follow_the_server() {
-    let (node, api) = start(Profile::V20).await;
+    let (node, api) = start_empty(Profile::V20).await;
     for i in 0..3 {
         let r = api
             .append(
@@ -120,7 +120,7 @@ async fn forward_and_backward_links_follow_the_server() {
 
 #[tokio::test]
 async fn forward_position_filter_and_count_one() {
-    let (node, api) = start(Profile::V25).await;
+    let (node, api) = start_empty(Profile::V25).await;
     for _ in 0..2 {
         api.append("c", None, &json!([event(&new_id(), "t", json!({}))]))
             .await;

@@ -68,12 +68,13 @@ async fn a_slow_node_answers_after_its_latency() {
     node.stop().await;
 }
 
-/// With server records on, the default accounts are in the log from the first start, and every
-/// start appends an `$epoch-information` event whose previous epoch is the last one.
+/// By default the default accounts are in the log from the first start, and every start appends
+/// an `$epoch-information` event whose previous epoch is the last one; without server records the
+/// log holds only what clients wrote.
 #[tokio::test]
 async fn server_records_fill_the_log_at_every_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || NodeConfig::on_disk(dir.path().to_path_buf()).server_records(true);
+    let config = || NodeConfig::on_disk(dir.path().to_path_buf());
     assert!(matches!(config().storage, Storage::Dir(_)));
     let node = Node::start(config()).await.unwrap();
     let api = Api::new(&node.url()).as_user("admin", "changeit");
@@ -118,5 +119,11 @@ async fn server_records_fill_the_log_at_every_start() {
     assert_eq!(e1["prevEpochPosition"], e0["epochPosition"]);
     // The accounts were written once.
     assert_eq!(api.get("/streams/$user-admin/1").await.status, 404);
+    node.stop().await;
+
+    let node = Node::start(NodeConfig::memory().server_records(false))
+        .await
+        .unwrap();
+    assert_eq!(node.store().end(), 0, "an empty log");
     node.stop().await;
 }

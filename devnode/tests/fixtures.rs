@@ -282,7 +282,7 @@ fn by_type<'a>(feed: &'a Value, ty: &str) -> &'a Value {
 #[tokio::test]
 async fn all_forward_body_page_matches_reconstruction_v20() {
     let rec = fixture("all-forward-embed-body.v5-v20.10.reconstructed.json");
-    let (node, api) = start(Profile::V20).await;
+    let (node, api) = start_empty(Profile::V20).await;
     let ours = all_page(&api, &node, false).await;
     assert_eq!(ours["entries"].as_array().unwrap().len(), 4);
     for ty in ["$streamDeleted", "$>", "$metadata", "OrderPlaced"] {

@@ -195,6 +195,18 @@ pub fn secure(cfg: NodeConfig) -> NodeConfig {
     }
 }
 
+/// As [`start`], with a log that holds only what the test writes (no server records): for tests
+/// of the feed's position arithmetic, which start at position 0.
+pub async fn start_empty(profile: Profile) -> (Node, Api) {
+    let node = Node::start(secure(
+        NodeConfig::memory().profile(profile).server_records(false),
+    ))
+    .await
+    .unwrap();
+    let api = Api::new(&node.url());
+    (node, api)
+}
+
 /// A node of `profile` with authentication (see [`secure`]) and an admin client for it.
 pub async fn start(profile: Profile) -> (Node, Api) {
     let node = Node::start(secure(NodeConfig::memory().profile(profile)))
