@@ -1,5 +1,5 @@
 //! Process exit codes: one meaning each, the same for every command (documented in
-//! `docs/operations.md`), so scripts and orchestrators can act on them.
+//! `docs/operations.md`, *Restart and upgrade*), so scripts and orchestrators can act on them.
 
 /// Clean stop (`run` after SIGINT/SIGTERM), or the command did what it was asked.
 pub const OK: u8 = 0;

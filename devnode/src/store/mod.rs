@@ -263,7 +263,7 @@ struct State {
 /// Where a durable log lives: the dev node's own file, or the server's chunk layout.
 enum Backend {
     Log(LogFile),
-    Chunks(chunks::ChunkLog),
+    Chunks(Box<chunks::ChunkLog>),
 }
 
 impl Backend {
@@ -380,7 +380,7 @@ impl Store {
                 index = ?opened.index,
                 "chunk log opened"
             );
-            state.file = Some(Backend::Chunks(opened.log));
+            state.file = Some(Backend::Chunks(Box::new(opened.log)));
         }
         let end = state.end;
         let durable = state.file.is_some();
