@@ -1,5 +1,5 @@
 //! The command line: `run`, `verify`, `status`, `promote`, `switchover`, `divergence`,
-//! `checkpoint recover`, `demo`, `bench`.
+//! `checkpoint recover`, `verify-backup`, `demo`, `bench`.
 //!
 //! Every command exits with one of the codes of [`standby::exit`]; errors are printed once, on
 //! stderr, saying what happened and what to do.
@@ -141,6 +141,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a node's database directory, or a copy of it, offline: names, sizes, headers,
+    /// footers and checkpoints (quick), every completed chunk's and PTable's MD5 and the indexmap
+    /// hash (full), and what the server will do when it starts on it (deep). Exit 0 when sound,
+    /// 6 when damaged or inconsistent; each finding names the file and what to do.
+    VerifyBackup {
+        /// The database directory (the server's --db, or a copy of it).
+        #[arg(long, required_unless_present = "repo", conflicts_with = "repo")]
+        dir: Option<PathBuf>,
+        /// The index directory when it is not DIR/index (the server's --index).
+        #[arg(long, requires = "dir")]
+        index: Option<PathBuf>,
+        /// A backup repository (not available yet: repositories come with `standby backup`).
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// The backup set in the repository (not available yet).
+        #[arg(long, requires = "repo")]
+        set: Option<String>,
+        /// How much to check.
+        #[arg(long, value_enum, default_value_t = VerifyLevel::Full)]
+        level: VerifyLevel,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Checkpoint maintenance.
     Checkpoint {
         #[command(subcommand)]
@@ -198,6 +222,26 @@ pub enum CheckpointAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyLevel {
+    /// Names, sizes, headers, footers, checkpoints: 256 bytes per chunk.
+    Quick,
+    /// Quick, plus the MD5 of every completed chunk and PTable, the indexmap hash, Bloom filters.
+    Full,
+    /// Full, plus record framing and a prediction of the server's start on the directory.
+    Deep,
+}
+
+impl From<VerifyLevel> for layout::verify::Level {
+    fn from(l: VerifyLevel) -> Self {
+        match l {
+            VerifyLevel::Quick => Self::Quick,
+            VerifyLevel::Full => Self::Full,
+            VerifyLevel::Deep => Self::Deep,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DemoOrdering {
     Global,
     Stream,
@@ -226,6 +270,23 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["standby", "run", "-c", "x.toml", "--takeover"]).unwrap();
         assert!(matches!(cli.command, Command::Run { takeover: true, .. }));
+    }
+
+    #[test]
+    fn verify_backup_needs_a_dir_or_a_repo_and_defaults_to_full() {
+        assert!(Cli::try_parse_from(["standby", "verify-backup"]).is_err());
+        assert!(
+            Cli::try_parse_from(["standby", "verify-backup", "--dir", "a", "--repo", "b"]).is_err()
+        );
+        let cli = Cli::try_parse_from(["standby", "verify-backup", "--dir", "a"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::VerifyBackup {
+                level: VerifyLevel::Full,
+                json: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Process exit codes: one meaning each, the same for every command (documented in
-//! `docs/replication.md`), so scripts and orchestrators can act on them.
+//! `docs/operations.md`, *Restart and upgrade*), so scripts and orchestrators can act on them.
 
 /// Clean stop (`run` after SIGINT/SIGTERM), or the command did what it was asked.
 pub const OK: u8 = 0;
@@ -16,3 +16,7 @@ pub const REFUSED: u8 = 3;
 pub const DIVERGENCE: u8 = 4;
 /// A one-shot command could not reach a cluster.
 pub const UNREACHABLE: u8 = 5;
+/// A database directory or backup is damaged or inconsistent (`verify-backup` found an error):
+/// restoring it or starting a node on it would fail or lose data. Distinct from 4, which is about
+/// two clusters differing.
+pub const DAMAGED: u8 = 6;

@@ -27,9 +27,12 @@
 //! * [`offsets`]: the persisted number offsets of streams that do not start at 0.
 //! * [`control`]: epochs, the write fence, `promote` and `switchover`, the divergence export.
 //! * [`verify`], [`status`]: read-only comparisons and reports.
+//! * [`backup`]: file-level backup of a node's database directory; so far `verify-backup`, on
+//!   the `layout` crate.
 //! * [`config`], [`metrics`], [`serve`], [`progress`], [`retry`], [`exit`]: operations.
 //! * [`demo`], [`bench`]: the embedded default and the benchmarks, on in-process dev nodes.
 
+pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod checkpoint;

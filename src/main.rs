@@ -174,6 +174,14 @@ async fn dispatch(command: Command) -> u8 {
                 Err(e) => report(&e),
             }
         }
+        Command::VerifyBackup {
+            dir,
+            index,
+            repo,
+            set: _,
+            level,
+            json,
+        } => verify_backup(dir, index, repo, level.into(), json).await,
         Command::Verify { config, json } => {
             let config = match load(&config.config) {
                 Ok(c) => c,
@@ -494,4 +502,50 @@ fn report(e: &RunError) -> u8 {
         other => eprintln!("error: {other}"),
     }
     e.exit_code()
+}
+
+/// `verify-backup`: 0 when sound, 6 when damaged, 2 when the directory cannot be verified at all.
+async fn verify_backup(
+    dir: Option<std::path::PathBuf>,
+    index: Option<std::path::PathBuf>,
+    repo: Option<std::path::PathBuf>,
+    level: layout::verify::Level,
+    json: bool,
+) -> u8 {
+    let Some(dir) = dir else {
+        eprintln!(
+            "error: --repo {}: backup repositories are not available yet (they come with \
+             `standby backup create`); verify a restored or copied directory with --dir DIR",
+            repo.unwrap_or_default().display()
+        );
+        return exit::USAGE;
+    };
+    let verified = tokio::task::spawn_blocking(move || {
+        standby::backup::verify::verify_backup(&dir, index.as_deref(), level)
+    })
+    .await;
+    let verified = match verified {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: the verification stopped: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verified.to_json()).expect("a report serialises")
+        );
+    } else {
+        print!("{verified}");
+    }
+    if verified.is_sound() {
+        exit::OK
+    } else {
+        exit::DAMAGED
+    }
 }

@@ -299,3 +299,55 @@ async fn a_prefix_hidden_by_max_count_is_proven_by_the_server_not_divergence() {
     let report = verify(&c.config).await;
     assert!(report.equal, "{report}");
 }
+
+/// Both dev nodes keep their logs in the server's chunk layout (256 KiB chunks, so the positions
+/// replicated cross many unused chunk tails): the workload is mirrored, and both directories
+/// pass the offline verifier at the full level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_between_chunk_layout_nodes() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    let c = standby::demo::start_clusters_with(
+        Ordering::Global,
+        |config, _| {
+            let config = config.chunk_layout(256 * 1024);
+            if let devnode::Storage::Chunks { dir, .. } = &config.storage {
+                dirs.lock().unwrap().push(dir.clone());
+            }
+            config
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let primary = admin_client(&c.primary.url());
+    let no_cancel = CancellationToken::new();
+    standby::demo::workload(&primary, "early", 5_000, 100, 5, &no_cancel, |_| {})
+        .await
+        .unwrap();
+    let shared = Arc::new(Shared::default());
+    let stop = CancellationToken::new();
+    let run = {
+        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
+    };
+    standby::demo::workload(&primary, "live", 5_000, 100, 7, &no_cancel, |_| {})
+        .await
+        .unwrap();
+    wait_applied_to_head(&shared, &primary, &run).await;
+    stop.cancel();
+    run.await.unwrap().expect("replication stops cleanly");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+    assert!(c.primary.store().end() > 4 * 256 * 1024, "several chunks");
+
+    let dirs = dirs.lock().unwrap().clone();
+    assert_eq!(dirs.len(), 2);
+    for dir in dirs {
+        let r = layout::verify::verify_dir(
+            &dir,
+            &layout::verify::Options::new(layout::verify::Level::Full),
+        )
+        .unwrap();
+        assert!(r.is_sound(), "{}: {:#?}", dir.display(), r.findings);
+    }
+}

@@ -114,7 +114,14 @@ pub enum Storage {
     Memory,
     /// One log file inside this directory (created if missing).
     Dir(PathBuf),
+    /// The server's own layout in this directory: chunk files of `chunk_size` bytes, checkpoint
+    /// files and an index (`--layout chunks`, see `store::chunks`). Positions are the server's
+    /// logical positions, with the unused tail of every chunk.
+    Chunks { dir: PathBuf, chunk_size: u32 },
 }
+
+/// The server's default chunk size, 256 MiB (`TFConsts.ChunkSize`).
+pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024 * 1024;
 
 /// A login known to the node. Groups are roles such as `$admins` or `$ops`.
 #[derive(Clone, PartialEq, Eq)]
@@ -185,6 +192,16 @@ impl NodeConfig {
             storage: Storage::Dir(dir.into()),
             ..NodeConfig::memory()
         }
+    }
+
+    /// Keeps an on-disk log in the server's chunk layout with chunks of `chunk_size` bytes;
+    /// memory storage stays in memory.
+    pub fn chunk_layout(mut self, chunk_size: u32) -> Self {
+        self.storage = match self.storage {
+            Storage::Dir(dir) | Storage::Chunks { dir, .. } => Storage::Chunks { dir, chunk_size },
+            Storage::Memory => Storage::Memory,
+        };
+        self
     }
 
     pub fn profile(mut self, p: Profile) -> Self {

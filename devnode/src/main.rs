@@ -67,6 +67,20 @@ struct Cli {
     /// fsync the log before answering each write.
     #[arg(long)]
     fsync: bool,
+    /// How the log is kept in --db: `devnode` (one log file of its own) or `chunks` (the
+    /// server's chunk files, checkpoints and index, see docs/devnode.md).
+    #[arg(long, value_enum, default_value_t = Layout::Devnode, requires = "db")]
+    layout: Layout,
+    /// Bytes per chunk with --layout chunks (the server's default is 256 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = devnode::config::DEFAULT_CHUNK_SIZE,
+          value_parser = clap::value_parser!(u32).range(4096..))]
+    chunk_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Layout {
+    Devnode,
+    Chunks,
 }
 
 fn parse_user(s: &str) -> Result<User, String> {
@@ -107,6 +121,9 @@ async fn main() -> ExitCode {
     .profile(cli.profile)
     .http(cli.http)
     .fsync(cli.fsync);
+    if cli.layout == Layout::Chunks {
+        cfg = cfg.chunk_layout(cli.chunk_size);
+    }
     for u in cli.users {
         cfg = cfg.user(u);
     }
@@ -148,6 +165,9 @@ async fn main() -> ExitCode {
     let storage = match &cfg.storage {
         Storage::Memory => "memory".to_owned(),
         Storage::Dir(d) => format!("dir {}", d.display()),
+        Storage::Chunks { dir, chunk_size } => {
+            format!("chunks {} ({chunk_size}-byte chunks)", dir.display())
+        }
     };
     let profile = cfg.profile;
     let security = match cfg.security.name() {

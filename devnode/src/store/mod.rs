@@ -10,6 +10,7 @@
 //! * user accounts as `$user-<login>` streams ([`users`]).
 
 pub mod acl;
+pub mod chunks;
 pub mod credentials;
 pub mod log;
 pub mod scavenge;
@@ -252,11 +253,26 @@ struct State {
     end: u64,
     settings: Arc<SystemSettings>,
     ids: IdCache,
-    file: Option<LogFile>,
+    file: Option<Backend>,
     metastream_meta: Arc<StreamMetadata>,
     empty_meta: Arc<StreamMetadata>,
     /// Set by [`Store::close`]; later writes fail instead of touching a reused directory.
     closed: bool,
+}
+
+/// Where a durable log lives: the dev node's own file, or the server's chunk layout.
+enum Backend {
+    Log(LogFile),
+    Chunks(Box<chunks::ChunkLog>),
+}
+
+impl Backend {
+    fn sync(&mut self) -> std::io::Result<()> {
+        match self {
+            Backend::Log(f) => f.sync(),
+            Backend::Chunks(c) => c.sync(),
+        }
+    }
 }
 
 /// The store. Cheap to share behind an `Arc`.
@@ -335,8 +351,36 @@ impl Store {
                 state.index(rec);
             }
             state.end = opened.end;
-            state.file = Some(opened.file);
+            state.file = Some(Backend::Log(opened.file));
             tracing::info!(records = state.records.len(), end = state.end, "log opened");
+        }
+        if let Storage::Chunks { dir, chunk_size } = storage {
+            let opened = chunks::ChunkLog::open(dir, *chunk_size, fsync)?;
+            for (pos, d) in opened.records {
+                let rec = Record {
+                    pos,
+                    len: d.len,
+                    stream: state.intern_stream(&d.stream),
+                    number: d.number,
+                    event_id: d.event_id,
+                    event_type: state.intern_type(&d.event_type),
+                    flags: d.flags,
+                    timestamp: d.timestamp,
+                    data: d.data,
+                    metadata: d.metadata,
+                };
+                state.index(rec);
+            }
+            state.end = opened.writer;
+            tracing::info!(
+                path = %opened.log.path().display(),
+                records = state.records.len(),
+                end = state.end,
+                truncated = ?opened.truncated,
+                index = ?opened.index,
+                "chunk log opened"
+            );
+            state.file = Some(Backend::Chunks(Box::new(opened.log)));
         }
         let end = state.end;
         let durable = state.file.is_some();
@@ -394,7 +438,11 @@ impl Store {
             return false;
         }
         let pos = pos as u64;
-        pos >= st.end || st.records.binary_search_by_key(&pos, |r| r.pos).is_ok()
+        // A post-position is a boundary too: in the chunk layout the last record of a chunk ends
+        // before the next record starts (the chunk's unused tail), and `$all` hands it out.
+        pos >= st.end
+            || st.records.binary_search_by_key(&pos, |r| r.pos).is_ok()
+            || st.records.binary_search_by_key(&pos, |r| r.post()).is_ok()
     }
 
     /// Forgets the recent-event-id cache, as a restart or leader change does (§5.5).
@@ -1027,21 +1075,27 @@ impl State {
             return Err(StoreError::Io(std::io::Error::other("store closed")));
         }
         let mut buf = Vec::new();
-        let mut lens = Vec::with_capacity(batch.len());
+        let mut placed = Vec::with_capacity(batch.len());
+        let mut pos = self.end;
         for r in &batch {
             let before = buf.len();
             log::encode(r, &mut buf)?;
-            lens.push((buf.len() - before) as u32);
+            let len = (buf.len() - before) as u32;
+            placed.push((pos, len));
+            pos += len as u64;
         }
-        let at = self.end;
-        if let Some(f) = self.file.as_mut() {
-            f.append(at, &buf)?;
+        match self.file.as_mut() {
+            Some(Backend::Log(f)) => f.append(self.end, &buf)?,
+            Some(Backend::Chunks(c)) => {
+                placed = c.append(&batch)?;
+                pos = placed.last().map_or(self.end, |&(p, l)| p + l as u64);
+            }
+            None => {}
         }
-        let mut pos = at;
-        for (r, len) in batch.into_iter().zip(lens) {
+        for (r, (at, len)) in batch.into_iter().zip(placed) {
             self.ids.insert(r.event_id, r.stream.clone(), r.number);
             let rec = Record {
-                pos,
+                pos: at,
                 len,
                 stream: r.stream,
                 number: r.number,
@@ -1052,7 +1106,6 @@ impl State {
                 data: r.data,
                 metadata: r.metadata,
             };
-            pos += len as u64;
             self.index(rec);
         }
         self.end = pos;

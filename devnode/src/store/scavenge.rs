@@ -101,6 +101,12 @@ impl Store {
     pub fn scavenge(&self, opts: &ScavengeOptions) -> Result<ScavengeOutcome, StoreError> {
         let started = Instant::now();
         let mut st = self.write();
+        if matches!(st.file, Some(super::Backend::Chunks(_))) {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "scavenging is not implemented for the chunk layout",
+            )));
+        }
         let id = Uuid::new_v4();
         let log_stream = format!("{SCAVENGES_STREAM}-{id}");
         let before = st.end;
@@ -342,7 +348,7 @@ impl State {
         for &idx in plan {
             let State { records, file, .. } = self;
             let rec = &mut records[idx as usize];
-            if let Some(f) = file.as_mut() {
+            if let Some(super::Backend::Log(f)) = file.as_mut() {
                 let frame = log::encode_removed(
                     &rec.stream,
                     rec.number,
@@ -368,7 +374,7 @@ impl State {
                 metastreams.push(rec.stream.clone());
             }
         }
-        if let Some(f) = self.file.as_mut() {
+        if let Some(super::Backend::Log(f)) = self.file.as_mut() {
             f.sync_if_configured()?;
         }
         // The metadata in force is what a restart would rebuild: the last surviving record.

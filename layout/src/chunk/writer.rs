@@ -245,6 +245,12 @@ impl ChunkWriter {
             .map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Hands buffered records to the operating system without syncing them: they survive the
+    /// writing process being killed, not a power loss. For writers that sync only on request.
+    pub fn flush_unsynced(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+
     /// Completes a plain chunk in place: footer, MD5, resize, read-only.
     pub fn complete(self) -> Result<Completed> {
         if self.pos_map.is_some() {
