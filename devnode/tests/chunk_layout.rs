@@ -170,11 +170,14 @@ impl Drop for Proc {
     }
 }
 
+/// A `devnode` process on `dir` whose log holds only the test's writes (a restart would add the
+/// node's own `$epoch-information`; the test compares the storage before and after).
 fn spawn(dir: &Path) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_devnode"))
         .args([
             "--http",
             "127.0.0.1:0",
+            "--no-server-records",
             "--layout",
             "chunks",
             "--chunk-size",
