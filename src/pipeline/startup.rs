@@ -147,14 +147,30 @@ impl Resume<'_> {
         // (`AllReader.ReadAllEventsBackwardInternal`), so from a forward page's link (C, 0) it
         // would leave out the record that ends at C: read from (C, C).
         let from = Position::new(position.commit(), position.commit()).unwrap_or(position);
-        let page = self
+        let page = match self
             .primary
             .read_all_backward(
                 AllFrom::Position(from),
                 PageSize::new(LOOK_BACK_RECORDS).expect("valid page size"),
                 &options,
             )
-            .await?;
+            .await
+        {
+            Ok(page) => page,
+            // A position inside a record is refused with 500 (`ReadAllResult.InvalidPosition`
+            // from 24.10): this log has no record boundary where the checkpoint stands, so it is
+            // not the log the checkpoint was taken against. Retrying would never end.
+            Err(e) if e.status() == Some(reqwest::StatusCode::INTERNAL_SERVER_ERROR) => {
+                return Ok(Err(RunError::Refused(format!(
+                    "the primary cannot read $all at the checkpoint {position} ({e}): no record of its log \
+                     ends there, so it is another database, or one restored from an older backup. \
+                     Replicating now would mix two histories into the secondary. Decide which cluster \
+                     holds the data to keep (docs/failover.md) before running again; if the primary was \
+                     only failing for a moment, run again"
+                ))))
+            }
+            Err(e) => return Err(e),
+        };
         let mut checked = 0;
         for event in page.entries.iter().filter_map(|e| e.as_event()) {
             let StreamKind::User(stream) = classify(&event.stream) else {
