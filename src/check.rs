@@ -141,14 +141,14 @@ pub async fn check(config: &Config) -> Report {
         )
         .await;
     }
-    let clocks_of = |client: Client, seen: bool| async move {
-        match seen {
-            true => client.clock_offset_secs().await.ok().flatten(),
-            false => None,
-        }
+    let primary_clock = match p {
+        Some(_) => primary.clock_offset_secs().await.ok().flatten(),
+        None => None,
     };
-    let primary_clock = clocks_of(primary.clone(), p.is_some()).await;
-    let secondary_clock = clocks_of(secondary.clone(), s.is_some()).await;
+    let secondary_clock = match s {
+        Some(_) => secondary.clock_offset_secs().await.ok().flatten(),
+        None => None,
+    };
     clock_skew(&mut report, primary_clock, secondary_clock);
     let Some(s) = s else {
         return report;
@@ -311,7 +311,7 @@ async fn security(
         Security::Insecure if is_secondary && !allow_unfenced => report.fail(
             &check,
             "insecure: every request runs as system, so no ACL or disabled account binds anyone; a promotion cannot fence the replicator".into(),
-            "run the secondary in secure mode (TLS with authentication), or on 26.2+ with --disable-tls and authentication; to replicate into it anyway set promotion.allow_unfenced = true (`promote` then needs --unfenced)",
+            crate::pipeline::UNFENCEABLE_FIX,
         ),
         Security::Insecure if is_secondary => report.warn(
             &check,

@@ -423,8 +423,8 @@ pub fn admin_client(config: &Config) -> Result<Option<Client>, RunError> {
         .map_err(|e| RunError::Config(format!("[secondary.admin] {e}")))
 }
 
-/// Why `run` (and `check`) refuse an insecure secondary, and what to do.
-pub const UNFENCEABLE: &str = "the secondary is insecure: every request runs as system, so no disabled account or ACL keeps a replicator out after promotion, and promotion could not fence this one. Run the secondary in secure mode (TLS with authentication), or on KurrentDB 26.2+ with --disable-tls and authentication; to replicate into it anyway, set promotion.allow_unfenced = true (`promote` then needs --unfenced)";
+/// What to do about an insecure secondary; `run`'s refusal and `check`'s finding both say it.
+pub const UNFENCEABLE_FIX: &str = "run the secondary in secure mode (TLS with authentication), or on KurrentDB 26.2+ with --disable-tls and authentication; to replicate into it anyway, set promotion.allow_unfenced = true (`promote` then needs --unfenced)";
 
 /// Sets up the secondary (with `[secondary.admin]`) or, without it, only checks that it is not
 /// promoted. Returns the client that reads the control stream while running.
@@ -458,7 +458,9 @@ async fn prepare_secondary(
     };
     if security == crate::esdb::Security::Insecure {
         if !config.promotion.allow_unfenced {
-            return Err(RunError::Refused(UNFENCEABLE.into()));
+            return Err(RunError::Refused(format!(
+                "the secondary is insecure: every request runs as system, so no disabled account or ACL keeps a replicator out after promotion, and promotion could not fence this one. {UNFENCEABLE_FIX}"
+            )));
         }
         tracing::warn!("the secondary is insecure: a promotion cannot fence this replicator (promotion.allow_unfenced)");
     }
