@@ -423,7 +423,7 @@ pub async fn primary_head(client: &Client) -> Result<Position, esdb::Error> {
         .links
         .previous
         .as_deref()
-        .and_then(|uri| esdb::response::all_link_position(uri).ok().flatten())
+        .and_then(|uri| esdb::http::response::all_link_position(uri).ok().flatten())
         .unwrap_or(Position::START))
 }
 

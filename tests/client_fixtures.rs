@@ -11,17 +11,18 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
-use standby::esdb::encode::{encode_events_json, EventData};
+use standby::esdb::http::encode::encode_events_json;
+use standby::esdb::http::request::PageSize;
+use standby::esdb::http::response::{
+    all_link_position, decode_all_page, decode_append, decode_delete, decode_entry, decode_gossip,
+    decode_info, decode_json_document, decode_liveness, decode_raw_event, decode_stream_page,
+    peek_forward_continuation, status_error, RawResponse, RequestInfo,
+};
 use standby::esdb::metadata::{Acl, Roles, StreamMetadata, SystemSettings};
 use standby::esdb::node::{Liveness, NodeState};
 use standby::esdb::page::{Direction, Entry, Lookup};
-use standby::esdb::request::PageSize;
-use standby::esdb::response::{
-    all_link_position, decode_all_page, decode_append, decode_delete, decode_entry, decode_gossip,
-    decode_info, decode_json_document, decode_liveness, decode_raw_event, decode_stream_page,
-    peek_forward_continuation, status_error, DeleteOutcome, RawResponse, RequestInfo,
-};
 use standby::esdb::Error;
+use standby::esdb::{DeleteOutcome, EventData};
 use standby::position::{CurrentVersion, ExpectedVersion, LogPosition, Position, StreamRevision};
 
 /// Every file of the fixture directory this test file uses; `every_fixture_is_covered` fails when a

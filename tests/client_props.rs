@@ -7,15 +7,16 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
-use standby::esdb::encode::{encode_events_json, EventData};
-use standby::esdb::headers;
-use standby::esdb::page::Direction;
-use standby::esdb::request::{escape_segment, PageSize};
-use standby::esdb::response::{
+use standby::esdb::http::encode::encode_events_json;
+use standby::esdb::http::headers;
+use standby::esdb::http::request::{escape_segment, PageSize};
+use standby::esdb::http::response::{
     all_link_position, decode_all_page, decode_append, decode_delete, decode_entry, decode_gossip,
     decode_info, decode_json_document, decode_stream_page, stream_link_revision, RawResponse,
     RequestInfo,
 };
+use standby::esdb::page::Direction;
+use standby::esdb::EventData;
 use standby::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 
 const MAX_SIGNED: u64 = i64::MAX as u64;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::headers::HeaderFamily;
+use super::http::headers::HeaderFamily;
 
 /// A password that cannot be printed by accident.
 #[derive(Clone, PartialEq, Eq, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
-use super::encode::EncodeError;
+use super::http::encode::EncodeError;
 use crate::position::{CurrentVersion, ExpectedVersion};
 
 /// An Event Store client error, from either wire.

@@ -23,32 +23,27 @@
 //! Expected conditions are values: a missing stream is [`Lookup::NotFound`], a hard-deleted one
 //! [`Lookup::Deleted`], a repeated hard delete [`DeleteOutcome::AlreadyHardDeleted`].
 
-pub mod client;
 pub mod config;
-pub mod encode;
 pub mod error;
-pub mod feed;
 pub mod grpc;
-pub mod headers;
+pub mod http;
 pub mod metadata;
 pub mod node;
 pub mod page;
-pub mod request;
-pub mod response;
 pub mod tls;
-pub mod users;
+pub mod types;
 
-pub use client::{Client, DeleteMode, FetchedAllPage, SETTINGS_STREAM};
 pub use config::{ClientConfig, Credentials, Password};
-pub use encode::{EncodeError, EventData};
 pub use error::Error;
-pub use headers::{ETag, HeaderFamily};
+pub use http::client::SETTINGS_STREAM;
+pub use http::{
+    AllFrom, Client, ETag, Embed, EncodeError, FetchedAllPage, HeaderFamily, PageSize, RawResponse,
+    ReadOptions, RequestInfo, StreamFrom,
+};
 pub use metadata::{Acl, Roles, StreamMetadata, SystemSettings};
 pub use node::{Endpoint, Gossip, Liveness, Member, NodeInfo, NodeState, Security};
 pub use page::{
     AllPage, Direction, Entry, EntryContent, EntrySummary, EventRef, Links, Lookup, RecordedEvent,
     StreamPage,
 };
-pub use request::{AllFrom, Embed, PageSize, ReadOptions, StreamFrom};
-pub use response::{Appended, DeleteOutcome, RawResponse, RequestInfo};
-pub use users::{NewUser, UserDetails};
+pub use types::{Appended, DeleteMode, DeleteOutcome, EventData, NewUser, UserDetails};

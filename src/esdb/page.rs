@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::headers::ETag;
+use super::http::headers::ETag;
 use crate::position::{Position, StreamRevision};
 
 /// Outcome of a read that may find nothing: 404 and 410 are answers, not failures.

@@ -63,12 +63,12 @@ use super::discovery;
 use super::error::{from_batch_status, from_status, is_access_denied, not_leader, CallInfo};
 use super::settings::{ConnectionSettings, NodePreference};
 use crate::esdb::config::{Credentials, Password};
-use crate::esdb::encode::EventData;
 use crate::esdb::error::Error;
 use crate::esdb::node::{Endpoint, Gossip};
 use crate::esdb::page::{Direction, Lookup};
 use crate::esdb::tls;
-use crate::esdb::users::{NewUser, UserDetails};
+use crate::esdb::types::EventData;
+use crate::esdb::types::{NewUser, UserDetails};
 use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 
 /// How often one call follows "not leader" before giving up with [`Error::NotLeader`].

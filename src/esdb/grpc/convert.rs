@@ -16,11 +16,11 @@ use proto::event_store::client::streams::{read_resp, ReadResp};
 use uuid::Uuid;
 
 use super::error::{revision, CallInfo};
-use crate::esdb::encode::EventData;
 use crate::esdb::error::Error;
 use crate::esdb::node::{Endpoint, Gossip, Member, NodeState};
 use crate::esdb::page::{EventRef, RecordedEvent};
-use crate::esdb::users::UserDetails;
+use crate::esdb::types::EventData;
+use crate::esdb::types::UserDetails;
 use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 
 /// `content-type` of a JSON event.

@@ -13,15 +13,16 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
-use super::error::Error;
 use super::feed::{ContentDto, EntryDto, FeedDto, GossipDto, InfoDto, LinkDto, MemberDto, Text};
 use super::headers::{self, media};
-use super::node::{Endpoint, Features, Gossip, Liveness, Member, NodeInfo, NodeState};
-use super::page::{
+use super::request::PageSize;
+use crate::esdb::error::Error;
+use crate::esdb::node::{Endpoint, Features, Gossip, Liveness, Member, NodeInfo, NodeState};
+use crate::esdb::page::{
     AllPage, Direction, Entry, EntryContent, EntrySummary, EventRef, Links, Lookup, RecordedEvent,
     StreamPage,
 };
-use super::request::PageSize;
+use crate::esdb::types::{Appended, DeleteOutcome};
 use crate::position::{ExpectedVersion, LogPosition, Position, StreamRevision};
 
 /// What the decoders need to know about the request, for error messages. Never holds a password.
@@ -159,29 +160,6 @@ impl RawResponse {
             body: body.into(),
         })
     }
-}
-
-/// Result of a successful append (201 Created).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    /// Number of the first event written, from `Location: …/streams/<s>/<n>`. For an idempotent
-    /// replay it is the number of the original first event (contract §5.5). `None` if the server
-    /// sent no parseable `Location` (the write still succeeded).
-    pub first: Option<StreamRevision>,
-    /// The `Location` header.
-    pub location: Option<String>,
-}
-
-/// Result of a delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    /// 204: the stream was deleted now.
-    Deleted,
-    /// 410: the stream was already hard-deleted (a retried hard delete ends here).
-    AlreadyHardDeleted,
-    /// 400 wrong-expected-version with current version -1 on an expected-version-`Any` delete: the
-    /// stream has neither events nor metadata (21.10+ refuses to soft-delete it).
-    StreamNotFound,
 }
 
 /// Maps a status the operation does not handle itself to an error.

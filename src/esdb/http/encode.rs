@@ -16,65 +16,7 @@ use bytes::Bytes;
 use serde::de::IgnoredAny;
 use uuid::Uuid;
 
-/// An event to append: the bytes and flags of a stored event, so a copy can preserve them.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EventData {
-    /// Event id; preserved so that retries and copies are idempotent (contract §5.5). Must not be
-    /// the nil UUID (the server answers 400).
-    pub event_id: Uuid,
-    /// Event type; must not be empty.
-    pub event_type: String,
-    /// Data bytes.
-    pub data: Bytes,
-    /// Metadata bytes; empty = no metadata.
-    pub metadata: Bytes,
-    /// The isJson flag of the event.
-    pub is_json: bool,
-}
-
-impl EventData {
-    /// A JSON event without metadata.
-    pub fn json(event_id: Uuid, event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
-        EventData {
-            event_id,
-            event_type: event_type.into(),
-            data: data.into(),
-            metadata: Bytes::new(),
-            is_json: true,
-        }
-    }
-
-    /// A non-JSON event without metadata.
-    pub fn binary(event_id: Uuid, event_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
-        EventData {
-            event_id,
-            event_type: event_type.into(),
-            data: data.into(),
-            metadata: Bytes::new(),
-            is_json: false,
-        }
-    }
-
-    /// Sets the metadata bytes.
-    pub fn with_metadata(mut self, metadata: impl Into<Bytes>) -> Self {
-        self.metadata = metadata.into();
-        self
-    }
-}
-
-impl fmt::Debug for EventData {
-    /// Shows sizes, not payloads: event data can be large and may be sensitive.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventData")
-            .field("event_id", &self.event_id)
-            .field("event_type", &self.event_type)
-            .field("data_len", &self.data.len())
-            .field("metadata_len", &self.metadata.len())
-            .field("is_json", &self.is_json)
-            .finish()
-    }
-}
-
+use crate::esdb::types::EventData;
 /// Which part of an event an [`EncodeError`] refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {

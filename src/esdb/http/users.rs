@@ -21,38 +21,13 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::client::{Call, Client};
-use super::config::Password;
-use super::error::Error;
 use super::headers::media;
-use super::page::Lookup;
 use super::request::escape_segment;
 use super::response::{status_error, RawResponse, RequestInfo};
-
-/// An account as the server shows it (never with its password).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserDetails {
-    /// Login name.
-    pub login_name: String,
-    /// Display name; empty when the server has none.
-    pub full_name: String,
-    /// Groups (roles such as `$admins`, `$ops`).
-    pub groups: Vec<String>,
-    /// A disabled account fails authentication until it is enabled again.
-    pub disabled: bool,
-}
-
-/// A user to create.
-#[derive(Debug, Clone, Copy)]
-pub struct NewUser<'a> {
-    /// Login name.
-    pub login_name: &'a str,
-    /// Display name.
-    pub full_name: &'a str,
-    /// Groups (roles).
-    pub groups: &'a [&'a str],
-    /// Initial password; sent in the body only, never logged.
-    pub password: &'a Password,
-}
+use crate::esdb::config::Password;
+use crate::esdb::error::Error;
+use crate::esdb::page::Lookup;
+use crate::esdb::types::{NewUser, UserDetails};
 
 /// `UserDataHttpFormated`; `fullName` and `dateLastUpdated` may be null or missing.
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Url;
 
-use super::page::Direction;
+use crate::esdb::page::Direction;
 use crate::position::{Position, StreamRevision};
 
 /// Characters .NET `Uri.EscapeDataString` escapes: everything except the RFC 3986 unreserved set

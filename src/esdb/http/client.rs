@@ -17,29 +17,21 @@ use reqwest::{Method, Url};
 use tracing::{debug, instrument};
 use uuid::Uuid;
 
-use super::config::{ClientConfig, Credentials};
-use super::encode::{self, EncodeError, EventData, Part};
-use super::error::Error;
+use super::encode::{self, EncodeError, Part};
 use super::headers::{media, ETag, HeaderFamily, RequestHeader};
-use super::metadata::{StreamMetadata, SystemSettings, SETTINGS_EVENT_TYPE};
-use super::node::{Gossip, Liveness, NodeInfo, Security};
-use super::page::{AllPage, Direction, Entry, Lookup, StreamPage};
 use super::request::{AllFrom, Embed, PageSize, ReadOptions, Routes, StreamFrom};
-use super::response::{self, Appended, DeleteOutcome, RawResponse, RequestInfo};
-use super::tls;
+use super::response::{self, RawResponse, RequestInfo};
+use crate::esdb::config::{ClientConfig, Credentials};
+use crate::esdb::error::Error;
+use crate::esdb::metadata::{StreamMetadata, SystemSettings, SETTINGS_EVENT_TYPE};
+use crate::esdb::node::{Gossip, Liveness, NodeInfo, Security};
+use crate::esdb::page::{AllPage, Direction, Entry, Lookup, StreamPage};
+use crate::esdb::tls;
+use crate::esdb::types::{Appended, DeleteMode, DeleteOutcome, EventData};
 use crate::position::{ExpectedVersion, Position, StreamRevision};
 
 /// The system settings stream (contract §8).
 pub const SETTINGS_STREAM: &str = "$settings";
-
-/// How `DELETE /streams/{s}` deletes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum DeleteMode {
-    /// Writes `{"$tb": i64::MAX}` as the stream's metadata; the stream can be re-created.
-    Soft,
-    /// Writes a tombstone (`ES-HardDelete: true`); the stream can never be written again.
-    Hard,
-}
 
 /// Most bytes reserved up front from a response's `Content-Length`.
 const BODY_CAPACITY_HINT_MAX: u64 = 16 << 20;
@@ -643,7 +635,7 @@ impl Client {
     pub async fn read_metastream_head(
         &self,
         stream: &str,
-    ) -> Result<Option<super::RecordedEvent>, Error> {
+    ) -> Result<Option<crate::esdb::RecordedEvent>, Error> {
         let meta = format!("$${stream}");
         let url = self.routes.event(&meta, StreamFrom::Head, Embed::Body);
         let (info, resp) = self
@@ -1160,8 +1152,8 @@ mod tests {
     //! responses (reason phrases included) reach the decoders.
 
     use super::*;
-    use crate::esdb::encode::EventData;
-    use crate::esdb::headers::HeaderFamily;
+    use crate::esdb::http::headers::HeaderFamily;
+    use crate::esdb::types::EventData;
     use crate::position::{CurrentVersion, StreamRevision};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
