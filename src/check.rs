@@ -292,7 +292,7 @@ async fn security(
     let Some(client) = endpoint
         .client_config()
         .ok()
-        .and_then(|c| Client::new(c).ok())
+        .and_then(|c| Client::connect(c).ok())
     else {
         return;
     };

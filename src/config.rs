@@ -9,7 +9,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Url;
 use serde::Deserialize;
 
 use crate::esdb::{self, ClientConfig, Credentials, Password};
@@ -160,7 +159,8 @@ impl fmt::Debug for AdminConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
-    /// Base URL of the node's HTTP interface, e.g. `https://es1.example:2113`.
+    /// Where the cluster is: a gRPC connection string (`kurrentdb://es1.example:2113`,
+    /// `kurrentdb+discover://…`, `esdb://…`) or an AtomPub base URL (`https://es1.example:2113`).
     pub url: String,
     pub username: Option<String>,
     /// The password itself. Prefer `password_file` or the environment outside tests.
@@ -235,9 +235,8 @@ impl EndpointConfig {
     /// # Errors
     /// When the password file cannot be read or the URL is invalid (normally caught by validation).
     pub fn client_config(&self) -> Result<ClientConfig, Error> {
-        let url = Url::parse(&self.url)
-            .map_err(|e| Error::Invalid(format!("url {:?}: {e}", self.url)))?;
-        let mut config = ClientConfig::new(url);
+        let mut config = ClientConfig::for_address(&self.url)
+            .map_err(|e| Error::Invalid(format!("url: {e}")))?;
         if let Some(username) = &self.username {
             let password = self
                 .resolve_password()?
@@ -254,14 +253,16 @@ impl EndpointConfig {
     }
 
     fn validate(&self, section: &str) -> Result<(), Error> {
-        let url = Url::parse(&self.url).map_err(|e| {
-            Error::Invalid(format!("{section}.url {:?} is not a URL: {e}", self.url))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
+        if esdb::Wire::of(&self.url).is_none() {
             return Err(Error::Invalid(format!(
-                "{section}.url must start with http:// or https://"
+                "{section}.url {:?} must start with kurrentdb:// or esdb:// (gRPC, the \
+                 connection string the official clients take, optionally +discover) or with \
+                 http:// or https:// (AtomPub)",
+                self.url
             )));
         }
+        ClientConfig::for_address(&self.url)
+            .map_err(|e| Error::Invalid(format!("{section}.url: {e}")))?;
         if self.password.is_some() && self.password_file.is_some() {
             return Err(Error::Invalid(format!(
                 "{section}: set either password or password_file, not both"

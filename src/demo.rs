@@ -13,7 +13,7 @@ use crate::config::{
     AdminConfig, CheckpointConfig, Config, EndpointConfig, Ordering, PromotionConfig,
     ReplicationConfig,
 };
-use crate::esdb::{self, AllFrom, Client, DeleteMode, EventData, PageSize, ReadOptions};
+use crate::esdb::{self, Client, DeleteMode, EventData, Wire};
 use crate::pipeline::{self, Shared};
 use crate::position::{ExpectedVersion, Position};
 
@@ -75,6 +75,19 @@ pub async fn start_clusters_with(
     adjust: impl Fn(devnode::NodeConfig, bool) -> devnode::NodeConfig,
     ca_file: Option<std::path::PathBuf>,
 ) -> Result<DemoClusters, String> {
+    start_clusters_on(Wire::Grpc, ordering, adjust, ca_file).await
+}
+
+/// As [`start_clusters_with`], with the configuration addressing both nodes over `wire`.
+///
+/// # Errors
+/// When a dev node cannot start.
+pub async fn start_clusters_on(
+    wire: Wire,
+    ordering: Ordering,
+    adjust: impl Fn(devnode::NodeConfig, bool) -> devnode::NodeConfig,
+    ca_file: Option<std::path::PathBuf>,
+) -> Result<DemoClusters, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let primary = devnode::Node::start(adjust(
         node_config(&dir.path().join("primary"), false),
@@ -98,14 +111,18 @@ pub async fn start_clusters_with(
         request_timeout_secs: 15,
         admin: None,
     };
-    let mut secondary_endpoint = endpoint(secondary.url(), REPLICATOR);
+    let address = |node: &devnode::Node| match wire {
+        Wire::Http => node.url(),
+        Wire::Grpc => node.grpc_url(),
+    };
+    let mut secondary_endpoint = endpoint(address(&secondary), REPLICATOR);
     secondary_endpoint.admin = Some(AdminConfig {
         username: "admin".into(),
         password: Some(esdb::Password::new("changeit")),
         password_file: None,
     });
     let config = Config {
-        primary: endpoint(primary.url(), ("admin", "changeit")),
+        primary: endpoint(address(&primary), ("admin", "changeit")),
         secondary: secondary_endpoint,
         checkpoint: CheckpointConfig {
             path: dir.path().join("standby.checkpoint"),
@@ -412,19 +429,7 @@ pub async fn workload_with(
 /// # Errors
 /// Client errors.
 pub async fn primary_head(client: &Client) -> Result<Position, esdb::Error> {
-    let page = client
-        .read_all_backward(
-            AllFrom::Head,
-            PageSize::new(1).expect("valid"),
-            &ReadOptions::default(),
-        )
-        .await?;
-    Ok(page
-        .links
-        .previous
-        .as_deref()
-        .and_then(|uri| esdb::http::response::all_link_position(uri).ok().flatten())
-        .unwrap_or(Position::START))
+    client.head().await
 }
 
 /// The whole demo; prints progress on stdout. Returns the exit code.
@@ -554,9 +559,10 @@ async fn promotion_step(
         Ok(_) => println!("  the replicator stopped"),
     }
     let app = |url: String| {
-        let config = esdb::ClientConfig::new(reqwest::Url::parse(&url).map_err(|e| e.to_string())?)
+        let config = esdb::ClientConfig::for_address(&url)
+            .map_err(|e| e.to_string())?
             .with_credentials(esdb::Credentials::new(APPLICATION.0, APPLICATION.1));
-        Client::new(config).map_err(|e| e.to_string())
+        Client::connect(config).map_err(|e| e.to_string())
     };
     let event = || {
         vec![EventData::json(
@@ -565,10 +571,10 @@ async fn promotion_step(
             Bytes::from_static(br#"{"hello":"new primary"}"#),
         )]
     };
-    let on_new = app(clusters.secondary.url())?
+    let on_new = app(clusters.config.secondary.url.clone())?
         .append_events("demo-after-promotion", &event(), ExpectedVersion::Any)
         .await;
-    let on_old = app(clusters.primary.url())?
+    let on_old = app(clusters.config.primary.url.clone())?
         .append_events("demo-after-promotion", &event(), ExpectedVersion::Any)
         .await;
     println!(

@@ -176,7 +176,7 @@ impl LeaseError {
 
     fn client(e: esdb::Error) -> LeaseError {
         match e {
-            e @ esdb::Error::Unauthorized { .. } => LeaseError::Unauthorized(e),
+            e if e.is_access_denied() => LeaseError::Unauthorized(e),
             e => LeaseError::Client(e),
         }
     }

@@ -36,6 +36,7 @@ pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;

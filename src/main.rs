@@ -407,10 +407,7 @@ async fn verify(config: &Config, json: bool) -> u8 {
                 exit::UNREACHABLE
             } else if matches!(
                 &e,
-                standby::verify::VerifyError::Read {
-                    source: standby::esdb::Error::Unauthorized { .. },
-                    ..
-                }
+                standby::verify::VerifyError::Read { source, .. } if source.is_access_denied()
             ) {
                 exit::REFUSED
             } else {

@@ -220,7 +220,7 @@ fn updated_of(entry: &Entry) -> Option<&str> {
 /// Reads `$all` backward from the head, one record: the `previous` link is the end position.
 pub(crate) async fn primary_head(primary: &Client) -> PrimaryStatus {
     let mut status = PrimaryStatus {
-        url: public_url(primary.base_url()),
+        url: primary.endpoint(),
         head: None,
         newest_event_at: None,
         error: None,
@@ -398,7 +398,7 @@ pub(crate) async fn last_timestamp_before(
 /// Reads the last record of [`CONTROL_STREAM`] on the secondary.
 async fn secondary_role(secondary: &Client) -> SecondaryStatus {
     let mut status = SecondaryStatus {
-        url: public_url(secondary.base_url()),
+        url: secondary.endpoint(),
         reachable: None,
         role: "unknown".to_owned(),
         control: None,

@@ -584,7 +584,7 @@ pub async fn verify(
 /// # Cancel safety
 ///
 /// Cancel-safe: verify only reads.
-#[tracing::instrument(skip_all, fields(primary = %primary.base_url(), secondary = %secondary.base_url()))]
+#[tracing::instrument(skip_all, fields(primary = %primary.endpoint(), secondary = %secondary.endpoint()))]
 pub async fn verify_with(
     primary: &Client,
     secondary: &Client,

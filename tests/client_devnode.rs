@@ -1,4 +1,4 @@
-//! Every `esdb::Client` call against an in-process dev node (`devnode::Node` on `127.0.0.1:0`),
+//! Every `esdb::http::Client` call against an in-process dev node (`devnode::Node` on `127.0.0.1:0`),
 //! for every profile (`v5`, `v20`, `v21.10` with the `ES-*` names, `v25` with the `Kurrent-*` names).
 //! v20–v25 nodes run in secure mode (TLS with the development CA), as the real servers do when
 //! they authenticate; v5 serves plain HTTP.
@@ -11,11 +11,12 @@ use bytes::Bytes;
 use devnode::{Node, NodeConfig, Profile};
 use uuid::Uuid;
 
+use standby::esdb::http::Client;
 use standby::esdb::metadata::{Acl, Roles};
 use standby::esdb::{
-    AllFrom, Client, Credentials, DeleteMode, DeleteOutcome, Embed, Entry, Error, EventData,
-    HeaderFamily, Liveness, Lookup, PageSize, ReadOptions, RecordedEvent, StreamFrom,
-    StreamMetadata, SystemSettings,
+    AllFrom, Credentials, DeleteMode, DeleteOutcome, Embed, Entry, Error, EventData, HeaderFamily,
+    Liveness, Lookup, PageSize, ReadOptions, RecordedEvent, StreamFrom, StreamMetadata,
+    SystemSettings,
 };
 use standby::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 

@@ -1,4 +1,4 @@
-//! `esdb::Client` against a dev node in secure mode: the CA written by `devnode --dev-certs`
+//! `esdb::http::Client` against a dev node in secure mode: the CA written by `devnode --dev-certs`
 //! ([`devnode::DevCerts`]) given as the client's `ca_file` is all it takes; without it the node's
 //! certificate is not trusted; an insecure node answers everything as `system`.
 
@@ -6,8 +6,9 @@ use devnode::{DevCerts, Node, NodeConfig, Profile};
 use reqwest::Url;
 use uuid::Uuid;
 
+use standby::esdb::http::Client;
 use standby::esdb::{
-    Client, ClientConfig, Credentials, Embed, Error, EventData, HeaderFamily, PageSize, ReadOptions,
+    ClientConfig, Credentials, Embed, Error, EventData, HeaderFamily, PageSize, ReadOptions,
 };
 use standby::position::{ExpectedVersion, Position, StreamRevision};
 

@@ -1,12 +1,13 @@
-//! The user-management calls of `esdb::Client` against an in-process dev node: the promotion
+//! The user-management calls of `esdb::http::Client` against an in-process dev node: the promotion
 //! path (disable the replication user so it cannot authenticate) and every error answer.
 
 mod common;
 
 use devnode::{Node, NodeConfig, Profile};
 
+use standby::esdb::http::Client;
 use standby::esdb::{
-    Client, Credentials, Error, Lookup, NewUser, PageSize, Password, ReadOptions, UserDetails,
+    Credentials, Error, Lookup, NewUser, PageSize, Password, ReadOptions, UserDetails,
 };
 use standby::position::StreamRevision;
 

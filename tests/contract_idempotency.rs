@@ -14,7 +14,8 @@ mod common;
 use devnode::{Node, NodeConfig, Profile};
 use uuid::Uuid;
 
-use standby::esdb::{Client, Credentials, Embed, Error, EventData, Lookup, PageSize, ReadOptions};
+use standby::esdb::http::Client;
+use standby::esdb::{Credentials, Embed, Error, EventData, Lookup, PageSize, ReadOptions};
 use standby::position::{CurrentVersion, ExpectedVersion, StreamRevision};
 
 fn client(node: &Node) -> Client {

@@ -62,7 +62,7 @@ fn theirs(node: &Node) -> kurrentdb::Client {
 fn http(node: &Node) -> standby::esdb::Client {
     let config =
         common::client_config(node).with_credentials(Credentials::new("admin", "changeit"));
-    standby::esdb::Client::new(config).unwrap()
+    standby::esdb::Client::connect(config).unwrap()
 }
 
 fn new_stream() -> String {

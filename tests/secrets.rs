@@ -63,7 +63,7 @@ async fn no_output_contains_the_password() {
         ),
     )
     .unwrap();
-    let writer = Client::new(
+    let writer = Client::connect(
         ClientConfig::new(reqwest::Url::parse(&primary.url()).unwrap())
             .with_credentials(Credentials::new("admin", SECRET)),
     )

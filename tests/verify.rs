@@ -47,7 +47,7 @@ async fn node() -> Node {
 }
 
 fn client_for(url: &str) -> Client {
-    Client::new(
+    Client::connect(
         ClientConfig::new(Url::parse(url).unwrap())
             .with_credentials(Credentials::new("admin", PASSWORD)),
     )

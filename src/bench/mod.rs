@@ -288,7 +288,7 @@ pub fn admin_client(url: &str) -> Result<Client, BenchError> {
     let base = reqwest::Url::parse(url).map_err(|e| BenchError::Io(format!("URL {url}: {e}")))?;
     let config =
         esdb::ClientConfig::new(base).with_credentials(esdb::Credentials::new(ADMIN.0, ADMIN.1));
-    Client::new(config).map_err(client_error("client"))
+    Client::connect(config).map_err(client_error("client"))
 }
 
 /// Reads the whole `$all` of `client`'s node forward from the start, `embed=body`, pages of

@@ -71,7 +71,7 @@ pub async fn export(config: &Config, out: &Path) -> Result<Export, PromoteError>
         .admin_client_config()
         .map_err(|e| PromoteError::Config(e.to_string()))?
     {
-        Some(c) => Client::new(c).map_err(|e| PromoteError::Config(e.to_string()))?,
+        Some(c) => Client::connect(c).map_err(|e| PromoteError::Config(e.to_string()))?,
         None => replicator,
     };
     let control = record::read(&secondary)

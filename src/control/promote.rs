@@ -27,7 +27,6 @@
 //! acknowledged, checks the tail's event ids, then promotes: nothing is lost. When it cannot, it
 //! removes the primary's fence again and says why.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -45,7 +44,7 @@ use crate::esdb::{
 use crate::offsets::StreamOffsets;
 use crate::pipeline::checkpoint_copy;
 use crate::position::{Epoch, ExpectedVersion, Position, StreamRevision};
-use crate::status::{last_timestamp_before, parse_timestamp, public_url};
+use crate::status::{last_timestamp_before, parse_timestamp};
 
 /// How long the secondary's user streams must stay unwritten after the fence is proven before the
 /// epoch is written (a request authorized before the revocation may still be committing).
@@ -224,7 +223,7 @@ impl PromoteError {
 fn secondary_err(doing: &str, e: esdb::Error) -> PromoteError {
     let text = format!("{doing} on the secondary: {e}");
     match e {
-        esdb::Error::Unauthorized { .. } => PromoteError::Refused(format!(
+        e if e.is_access_denied() => PromoteError::Refused(format!(
             "{text}. Check [secondary.admin]: it must be a member of $admins"
         )),
         e if e.is_transient() => PromoteError::Unreachable(text),
@@ -274,7 +273,7 @@ impl Sides {
         })?;
         let (primary, _) =
             crate::pipeline::clients(config).map_err(|e| PromoteError::Config(e.to_string()))?;
-        let admin = Client::new(admin_config)
+        let admin = Client::connect(admin_config)
             .map_err(|e| PromoteError::Config(format!("[secondary.admin] {e}")))?;
         let replicator_config = config
             .secondary
@@ -691,7 +690,7 @@ async fn promote_with(
         if !options.force {
             return Err(PromoteError::Refused(format!(
                 "the primary {} still answers (head {}); promoting now would leave two writable clusters and lose {} events. Use `standby switchover` for a lossless handover, or fence or stop the primary and rerun with --force",
-                public_url(sides.primary.base_url()),
+                sides.primary.endpoint(),
                 t.head,
                 t.missing.len()
             )));
@@ -710,7 +709,7 @@ async fn promote_with(
         at: record::utc_now(),
         by: sides.admin_login.clone(),
         primary: control.as_ref().and_then(|c| c.record.primary.clone()),
-        primary_url: Some(public_url(sides.primary.base_url())),
+        primary_url: Some(sides.primary.endpoint()),
         replication_user: Some(sides.replicator.clone()),
         settings_before: before.as_ref().map(|s| s.as_json().clone()),
         reason: options.reason.clone(),
@@ -1003,34 +1002,35 @@ enum Probe {
     WriteAcl,
 }
 
-/// The HTTP addresses of every node of the secondary cluster: the alive members of `/gossip`
-/// when the node serves it, else the configured URL.
-async fn secondary_nodes(sides: &Sides) -> Vec<reqwest::Url> {
-    let configured = sides.replicator_config.base_url.clone();
-    let mut urls = BTreeSet::new();
+/// The client settings (replication user) for every node of the secondary cluster, by address:
+/// the alive members of its gossip when the node serves it, else the configured address.
+async fn secondary_nodes(sides: &Sides) -> Vec<(String, ClientConfig)> {
+    let configured = &sides.replicator_config;
+    let mut nodes = std::collections::BTreeMap::new();
     if let Ok(gossip) = sides.admin.gossip().await {
         for member in gossip.members.iter().filter(|m| m.is_alive) {
-            let Some(endpoint) = &member.http_endpoint else {
-                continue;
-            };
-            let mut url = configured.clone();
-            if url.set_host(Some(&endpoint.host)).is_ok()
-                && url.set_port(Some(endpoint.port)).is_ok()
-            {
-                urls.insert(url);
+            if let Some(endpoint) = &member.http_endpoint {
+                let config = configured.for_node(&endpoint.host, endpoint.port);
+                nodes.insert(format!("{}:{}", endpoint.host, endpoint.port), config);
             }
         }
     }
-    if urls.is_empty() {
-        urls.insert(configured);
+    if nodes.is_empty() {
+        let url = &configured.base_url;
+        let label = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        nodes.insert(label, configured.clone());
     }
-    urls.into_iter().collect()
+    nodes.into_iter().collect()
 }
 
 /// Whether `node` refuses the replication user's request.
 async fn refuses(client: &Client, probe: Probe) -> Result<bool, esdb::Error> {
     let answer = match probe {
-        Probe::Authentication => client.current_user().await.map(|_| ()),
+        Probe::Authentication => client.authenticate().await,
         Probe::WriteAcl => {
             let event = EventData::json(
                 uuid::Uuid::new_v4(),
@@ -1047,7 +1047,7 @@ async fn refuses(client: &Client, probe: Probe) -> Result<bool, esdb::Error> {
         }
     };
     match answer {
-        Err(esdb::Error::Unauthorized { .. }) => Ok(true),
+        Err(e) if e.is_access_denied() => Ok(true),
         Err(e) if e.is_transient() => Err(e),
         _ => Ok(false),
     }
@@ -1058,12 +1058,11 @@ async fn refuses(client: &Client, probe: Probe) -> Result<bool, esdb::Error> {
 async fn prove_fence(sides: &Sides, probe: Probe) -> Result<usize, PromoteError> {
     let nodes = secondary_nodes(sides).await;
     let mut pending = Vec::new();
-    for url in &nodes {
-        let mut config = sides.replicator_config.clone();
-        config.base_url = url.clone();
-        let client = Client::new(config)
+    let count = nodes.len();
+    for (url, config) in nodes {
+        let client = Client::connect(config)
             .map_err(|e| PromoteError::Config(format!("[secondary] for node {url}: {e}")))?;
-        pending.push((url.clone(), client, None::<String>));
+        pending.push((url, client, None::<String>));
     }
     let deadline = Instant::now() + sides.fence_timeout;
     // Bounded by the deadline: every round waits at least PROBE_PAUSE.
@@ -1080,7 +1079,7 @@ async fn prove_fence(sides: &Sides, probe: Probe) -> Result<usize, PromoteError>
         }
         pending = still;
         if pending.is_empty() {
-            return Ok(nodes.len());
+            return Ok(count);
         }
         if Instant::now() >= deadline {
             let which: Vec<String> = pending
@@ -1095,7 +1094,7 @@ async fn prove_fence(sides: &Sides, probe: Probe) -> Result<usize, PromoteError>
                 "the replication user {:?} is not refused by {} of {} secondary nodes after {:?}: {}; {cause}. Nothing was promoted: the secondary stays closed to everyone but $admins{}. By hand: stop every `standby run` against this secondary, restart the listed nodes (a restart empties the credential cache) or wait for them to refuse the user, then rerun `standby promote`; raise promotion.fence_timeout_secs for a slow cluster",
                 sides.replicator,
                 pending.len(),
-                nodes.len(),
+                count,
                 sides.fence_timeout,
                 which.join(", "),
                 if probe == Probe::Authentication { " and the replication user stays disabled" } else { "" },

@@ -98,6 +98,9 @@ pub struct ClientConfig {
     /// Offer HTTP/2 in TLS ALPN. Off by default: the server's only error text is the HTTP/1.1
     /// reason phrase, which HTTP/2 does not have (contract §2.2).
     pub http2: bool,
+    /// The parsed connection string when the address names the gRPC wire; `base_url` is then
+    /// the first node's address, for display only.
+    pub grpc: Option<Box<super::grpc::ConnectionSettings>>,
 }
 
 impl ClientConfig {
@@ -111,6 +114,57 @@ impl ClientConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             header_family: HeaderFamily::default(),
             http2: false,
+            grpc: None,
+        }
+    }
+
+    /// These settings aimed at one node of the cluster (`host:port` from gossip), on the same
+    /// wire, without discovery.
+    pub fn for_node(&self, host: &str, port: u16) -> ClientConfig {
+        let mut config = self.clone();
+        let _ = config.base_url.set_host(Some(host));
+        let _ = config.base_url.set_port(Some(port));
+        if let Some(settings) = &mut config.grpc {
+            settings.discover = false;
+            settings.hosts = vec![super::node::Endpoint {
+                host: host.to_owned(),
+                port,
+            }];
+        }
+        config
+    }
+
+    /// The settings for an address in either form: an `http(s)://` base URL (AtomPub) or a
+    /// `kurrentdb://`/`esdb://` connection string (gRPC).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](super::Error::Config) naming what is wrong with the address.
+    pub fn for_address(address: &str) -> Result<ClientConfig, super::Error> {
+        let bad = |detail: String| super::Error::Config { detail };
+        match super::client::Wire::of(address) {
+            Some(super::client::Wire::Http) => Url::parse(address)
+                .map(ClientConfig::new)
+                .map_err(|e| bad(format!("{address:?} is not a URL: {e}"))),
+            Some(super::client::Wire::Grpc) => {
+                let settings: super::grpc::ConnectionSettings =
+                    address.parse().map_err(|e| bad(format!("{e}")))?;
+                let first = settings
+                    .hosts
+                    .first()
+                    .map(|h| format!("{}:{}", h.host, h.port))
+                    .unwrap_or_default();
+                let scheme = if settings.tls { "https" } else { "http" };
+                let url = Url::parse(&format!("{scheme}://{first}"))
+                    .map_err(|e| bad(format!("{address:?}: {e}")))?;
+                let mut config = ClientConfig::new(url);
+                config.grpc = Some(Box::new(settings));
+                Ok(config)
+            }
+            None => Err(bad(format!(
+                "{address:?}: the address must start with kurrentdb:// or esdb:// (gRPC, \
+                 optionally +discover) or http:// or https:// (AtomPub)"
+            ))),
         }
     }
 

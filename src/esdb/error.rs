@@ -368,6 +368,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The node refused who is asking: AtomPub's 401, gRPC's access denied or unauthenticated.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(
+            self,
+            Error::Unauthorized { .. } | Error::AccessDenied { .. }
+        )
+    }
+
     /// Whether retrying the same request later may succeed: connection failures, timeouts,
     /// transport errors, 408, 429 and 5xx; over gRPC also an unavailable node and "not leader"
     /// (the client has switched to the leader). Other 4xx (409 [`Error::Conflict`] included),

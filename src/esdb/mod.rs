@@ -1,28 +1,19 @@
-//! The Event Store HTTP (AtomPub) client: everything `standby` says to a node, on the wire
-//! contract of `docs/http-api.md` (cited as "contract §N").
+//! What `standby` asks of an Event Store node, on either wire.
 //!
-//! One concern per file:
-//!
-//! * [`config`]: [`ClientConfig`] and [`Credentials`] (never printed).
-//! * [`tls`]: the rustls configuration (ring provider, system roots + optional CA file).
-//! * [`client`]: [`Client`], the IO: builds requests, sends them, captures responses.
-//! * [`request`]: URLs (stream names escaped like .NET `Uri.EscapeDataString`), [`Embed`],
-//!   [`PageSize`], [`ReadOptions`].
-//! * [`headers`]: `ES-*`/`Kurrent-*` header names, media types, response header parsing.
-//! * [`encode`]: request bodies: the `events+json` batch encoding of [`EventData`].
-//! * [`response`]: pure decoders (status, reason phrase, headers, body → result); tests feed
-//!   recorded server responses through them.
-//! * [`feed`]: wire DTOs (serde shapes of feeds, entries, `/info`, `/gossip`).
-//! * [`page`], [`metadata`], [`node`]: domain results ([`AllPage`], [`StreamPage`], [`Entry`],
-//!   [`Lookup`], [`StreamMetadata`], [`SystemSettings`], [`NodeInfo`], [`Gossip`]).
-//! * [`users`]: user management ([`UserDetails`], [`NewUser`]; enable, disable, reset password).
+//! * [`client`]: [`Client`], the one face everything above `esdb/` uses, with an arm per wire;
+//!   the address's scheme picks it ([`Wire`]).
+//! * [`http`]: the AtomPub client (contract of `docs/http-api.md`, cited as "contract §N").
+//! * [`grpc`]: the gRPC client (its own connection strings, discovery and calls).
+//! * [`types`], [`page`], [`metadata`], [`node`]: the values both wires speak: events to append,
+//!   what reads and writes answer, stream metadata and system settings, cluster members.
+//! * [`config`], [`tls`]: [`ClientConfig`] and [`Credentials`] (never printed), and the rustls
+//!   configuration, for both wires.
 //! * [`error`]: [`Error`] with [`Error::is_transient`], shared by both wires.
-//! * [`grpc`]: the gRPC client (its own connection strings, discovery and calls), reporting
-//!   through the same [`Error`].
 //!
 //! Expected conditions are values: a missing stream is [`Lookup::NotFound`], a hard-deleted one
 //! [`Lookup::Deleted`], a repeated hard delete [`DeleteOutcome::AlreadyHardDeleted`].
 
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -33,11 +24,12 @@ pub mod page;
 pub mod tls;
 pub mod types;
 
+pub use client::{Client, Wire};
 pub use config::{ClientConfig, Credentials, Password};
 pub use error::Error;
 pub use http::client::SETTINGS_STREAM;
 pub use http::{
-    AllFrom, Client, ETag, Embed, EncodeError, FetchedAllPage, HeaderFamily, PageSize, RawResponse,
+    AllFrom, ETag, Embed, EncodeError, FetchedAllPage, HeaderFamily, PageSize, RawResponse,
     ReadOptions, RequestInfo, StreamFrom,
 };
 pub use metadata::{Acl, Roles, StreamMetadata, SystemSettings};

@@ -133,10 +133,12 @@ impl From<StageError> for RunError {
         match e {
             StageError::Divergence(d) => RunError::Divergence(d),
             StageError::Checkpoint(e) => RunError::Refused(e.to_string()),
-            StageError::Secondary(
-                e @ (esdb::Error::Unauthorized { .. } | esdb::Error::StreamDeleted { .. }),
-            ) => RunError::Refused(format!("the secondary refused a write: {e}")),
-            StageError::Primary(e @ esdb::Error::Unauthorized { .. }) => {
+            StageError::Secondary(e)
+                if e.is_access_denied() || matches!(e, esdb::Error::StreamDeleted { .. }) =>
+            {
+                RunError::Refused(format!("the secondary refused a write: {e}"))
+            }
+            StageError::Primary(e) if e.is_access_denied() => {
                 RunError::Refused(format!("the primary refused a read: {e}"))
             }
             StageError::Primary(e) => {
@@ -388,7 +390,7 @@ pub fn clients(config: &Config) -> Result<(Client, Client), RunError> {
         let cfg = e
             .client_config()
             .map_err(|err| RunError::Config(format!("[{side}] {err}")))?;
-        Client::new(cfg).map_err(|err| RunError::Config(format!("[{side}] {err}")))
+        Client::connect(cfg).map_err(|err| RunError::Config(format!("[{side}] {err}")))
     };
     Ok((
         make("primary", &config.primary)?,
@@ -418,7 +420,7 @@ pub fn admin_client(config: &Config) -> Result<Option<Client>, RunError> {
     else {
         return Ok(None);
     };
-    Client::new(cfg)
+    Client::connect(cfg)
         .map(Some)
         .map_err(|e| RunError::Config(format!("[secondary.admin] {e}")))
 }
@@ -616,9 +618,7 @@ pub async fn run_with(
     {
         Ok(c) => c,
         Err(Gave::Cancelled) => return Ok(stopped_early),
-        Err(Gave::Up(crate::control::record::ControlError::Client(
-            e @ esdb::Error::Unauthorized { .. },
-        ))) => {
+        Err(Gave::Up(crate::control::record::ControlError::Client(e))) if e.is_access_denied() => {
             return Err(RunError::Refused(format!(
                 "cannot read the secondary's control stream ({e}): without [secondary.admin], the replication user \
                  must be allowed to read $standby-control (docs/configuration.md), or `run` cannot tell a promoted \
@@ -842,7 +842,7 @@ pub async fn run_with(
     // A refused append is how a running replicator meets the fence: say why if it is a promotion.
     // A promotion revokes the replication user before it writes the epoch, so give it the time
     // it may take to get there.
-    if let Some(StageError::Secondary(esdb::Error::Unauthorized { .. })) = &error {
+    if matches!(&error, Some(StageError::Secondary(e)) if e.is_access_denied()) {
         let deadline = tokio::time::Instant::now() + PROMOTION_GRACE;
         loop {
             if let Ok(Some(control)) = crate::control::record::read(&control_reader).await {
@@ -862,10 +862,10 @@ pub async fn run_with(
         let why = match e {
             StageError::Divergence(_) => Stopped::Divergent,
             StageError::Lease(crate::lease::LeaseError::Unrenewable { .. }) => Stopped::Failed,
-            StageError::Promoted(_)
-            | StageError::Secondary(esdb::Error::Unauthorized { .. })
-            | StageError::Checkpoint(_)
-            | StageError::Lease(_) => Stopped::Fenced,
+            StageError::Secondary(e) if e.is_access_denied() => Stopped::Fenced,
+            StageError::Promoted(_) | StageError::Checkpoint(_) | StageError::Lease(_) => {
+                Stopped::Fenced
+            }
             _ => Stopped::Failed,
         };
         shared.health.stopped(why);

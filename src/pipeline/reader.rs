@@ -1,7 +1,13 @@
-//! The reader: pages of the primary's `$all`, forward from the checkpoint, planned and sent to the
-//! writer through a bounded channel.
+//! The reader: the primary's `$all`, forward from the checkpoint, planned and sent to the writer
+//! through a bounded channel.
 //!
-//! While catching up it reads full pages, one request ahead: the next page is requested as soon as
+//! Over gRPC it subscribes to `$all` after the checkpoint: the server pushes the catch-up and
+//! then the live events, with their stored bytes, and the reader sends what has arrived as one
+//! batch (up to a page). Nothing is filtered on the server: the official clients' "exclude
+//! system events" filter would also drop the `$metadata` and `$streamDeleted` records a mirror
+//! needs, and an unfiltered subscription lets every record move the checkpoint.
+//!
+//! Over AtomPub it reads pages. While catching up it reads full pages, one request ahead: the next page is requested as soon as
 //! a page arrives (its position from the links at the top of the body), so the primary prepares
 //! it while this one is decoded and planned. At the head it long-polls (`ES-LongPoll`), so a new
 //! event is seen as soon as it commits rather than at the next poll (contract §3.5). Pages are read with
@@ -13,6 +19,7 @@ use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -20,6 +27,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::plan::{self, classify, StreamKind, TOMBSTONE_TYPE};
 use super::{Batch, Shared, StageError};
 use crate::config::ReplicationConfig;
+use crate::esdb::grpc::{self, SubscriptionMessage};
 use crate::esdb::{
     AllPage, Client, Embed, Entry, FetchedAllPage, Lookup, PageSize, ReadOptions, RecordedEvent,
 };
@@ -78,6 +86,136 @@ impl Reader {
     /// Cancelling drops at most one page that was read but not sent; it is read again after a
     /// restart because the checkpoint never covers it.
     pub async fn run(
+        self,
+        from: Position,
+        tx: mpsc::Sender<Batch>,
+        cancel: CancellationToken,
+    ) -> Result<(), StageError> {
+        match &self.client {
+            Client::Grpc(grpc) => {
+                let grpc = grpc.clone();
+                self.subscribe(grpc, from, tx, cancel).await
+            }
+            Client::Http(_) => self.read_pages(from, tx, cancel).await,
+        }
+    }
+
+    /// The gRPC reader: a subscription to `$all` after `from`, resubscribed after the last batch
+    /// sent when it fails with a transient error.
+    ///
+    /// # Cancel safety
+    /// As [`Reader::run`]: events received but not sent arrive again after the resubscription.
+    async fn subscribe(
+        self,
+        client: grpc::Client,
+        mut from: Position,
+        tx: mpsc::Sender<Batch>,
+        cancel: CancellationToken,
+    ) -> Result<(), StageError> {
+        let page = usize::from(self.page_size.get());
+        let mut delays = crate::retry::policy().build();
+        loop {
+            let after = (from != Position::START).then_some(from);
+            let subscribed = retry(
+                "subscribe to $all",
+                &cancel,
+                |e| self.shared.note_retry("reader", e),
+                || client.subscribe_all(after, None),
+            )
+            .await;
+            let mut subscription = match subscribed {
+                Ok(s) => s,
+                Err(Gave::Cancelled) => return Ok(()),
+                Err(Gave::Up(e)) => return Err(StageError::Primary(e)),
+            };
+            let mut live = false;
+            let failure = loop {
+                let first = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    m = subscription.next() => m,
+                };
+                let mut events = Vec::new();
+                // `Some(None)`: the server ended the subscription; `Some(Some(e))`: it failed.
+                let mut ended: Option<Option<crate::esdb::Error>> = None;
+                // Nothing more has arrived: what is held is everything there is for now.
+                let mut drained = false;
+                let mut message = first;
+                // Take what has arrived, without waiting, up to a page.
+                loop {
+                    match message {
+                        Ok(Some(SubscriptionMessage::Event(e))) => events.push(*e),
+                        Ok(Some(SubscriptionMessage::CaughtUp { .. })) => live = true,
+                        Ok(Some(SubscriptionMessage::FellBehind)) => live = false,
+                        Ok(Some(_)) => {}
+                        Ok(None) => ended = Some(None),
+                        Err(e) => ended = Some(Some(e)),
+                    }
+                    if ended.is_some() || events.len() >= page {
+                        break;
+                    }
+                    match futures_util::FutureExt::now_or_never(subscription.next()) {
+                        Some(m) => message = m,
+                        None => {
+                            drained = true;
+                            break;
+                        }
+                    }
+                }
+                if !events.is_empty() {
+                    delays = crate::retry::policy().build();
+                    let at_head = live && drained;
+                    let end = events.last().map_or(from, |e| e.position);
+                    let records = events.len();
+                    let updated = events.last().and_then(|e| e.event.updated.clone());
+                    let plan =
+                        plan::plan(events.into_iter().map(|e| e.event).collect(), &self.filter)
+                            .map_err(|e| StageError::Unexpected(e.to_string()))?;
+                    self.shared.set_head(end, at_head);
+                    self.shared.health.caught_up(false);
+                    let batch = Batch {
+                        plan,
+                        end,
+                        records,
+                        at_head,
+                        losses: Vec::new(),
+                        updated,
+                    };
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        sent = tx.send(batch) => if sent.is_err() { return Ok(()) },
+                    }
+                    from = end;
+                } else if live {
+                    self.shared.set_head(from, true);
+                    self.shared.health.caught_up(true);
+                }
+                if let Some(failure) = ended {
+                    break failure;
+                }
+            };
+            match failure {
+                Some(e) if !crate::retry::Transient::is_transient(&e) => {
+                    return Err(StageError::Primary(e))
+                }
+                Some(e) => {
+                    self.shared.note_retry("reader", &e);
+                    tracing::warn!(error = %e, "the $all subscription failed; subscribing again after {from}");
+                }
+                None => tracing::info!(
+                    "the primary ended the $all subscription; subscribing again after {from}"
+                ),
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(5));
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// The AtomPub reader: pages of `$all`, read one ahead while catching up, long-polled at
+    /// the head.
+    async fn read_pages(
         self,
         mut from: Position,
         tx: mpsc::Sender<Batch>,
@@ -217,7 +355,7 @@ impl Reader {
     /// A failed or unused read ahead is dropped (and aborted); the page is then read as usual.
     async fn read_ahead(&self, from: Option<Position>, count: PageSize) -> Option<ReadAhead> {
         let from = from?;
-        let (client, page_size) = (self.client.clone(), count);
+        let (client, page_size) = (self.client.as_http()?.clone(), count);
         let task = tokio::spawn(async move {
             client
                 .fetch_all_forward(from, page_size, &page_options(false))

@@ -85,12 +85,13 @@ pub fn admin_client(url: &str) -> standby::esdb::Client {
 
 /// A client for the dev node at `url` as `user`, trusting [`dev_certs`]' CA for `https`.
 pub fn client_as(url: &str, (user, password): (&str, &str)) -> standby::esdb::Client {
-    let mut config = standby::esdb::ClientConfig::new(reqwest::Url::parse(url).unwrap())
+    let mut config = standby::esdb::ClientConfig::for_address(url)
+        .unwrap()
         .with_credentials(standby::esdb::Credentials::new(user, password));
-    if url.starts_with("https:") {
+    if url.starts_with("https:") || (url.starts_with("kurrentdb:") && !url.contains("tls=false")) {
         config.ca_file = Some(dev_certs().ca_file());
     }
-    standby::esdb::Client::new(config).unwrap()
+    standby::esdb::Client::connect(config).unwrap()
 }
 
 /// Runs `verify` between the two sides of `config` and returns the report.

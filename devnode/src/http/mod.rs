@@ -263,6 +263,17 @@ impl Node {
         format!("{}://{}", self.scheme, self.addr)
     }
 
+    /// The gRPC connection string of this node (same port): `kurrentdb://127.0.0.1:PORT?tls=false`,
+    /// or in secure mode `kurrentdb://localhost:PORT`, the name the development certificate
+    /// carries.
+    pub fn grpc_url(&self) -> String {
+        if self.is_tls() {
+            format!("kurrentdb://localhost:{}", self.addr.port())
+        } else {
+            format!("kurrentdb://{}?tls=false", self.addr)
+        }
+    }
+
     /// Secure mode (TLS).
     pub fn is_tls(&self) -> bool {
         self.scheme == "https"

@@ -64,7 +64,7 @@ use super::error::{from_batch_status, from_status, is_access_denied, not_leader,
 use super::settings::{ConnectionSettings, NodePreference};
 use crate::esdb::config::{Credentials, Password};
 use crate::esdb::error::Error;
-use crate::esdb::node::{Endpoint, Gossip};
+use crate::esdb::node::{Endpoint, Gossip, Security};
 use crate::esdb::page::{Direction, Lookup};
 use crate::esdb::tls;
 use crate::esdb::types::EventData;
@@ -334,6 +334,55 @@ impl Client {
     /// The connection string, printable (password as `***`).
     pub fn endpoint(&self) -> String {
         self.inner.settings.to_string()
+    }
+
+    /// The same node without credentials: a new connection that sends none.
+    pub fn anonymous(&self) -> Client {
+        let mut settings = self.inner.settings.clone();
+        settings.credentials = None;
+        Client::new(settings).unwrap_or_else(|_| self.clone())
+    }
+
+    /// How the node is secured: an anonymous read of `$all` that succeeds means `--insecure`;
+    /// otherwise accounts are the node's own unless the Users service is missing (accounts
+    /// from LDAPS or OAuth).
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] when the node cannot be asked.
+    pub async fn security(&self) -> Result<Security, Error> {
+        let tls = self.inner.settings.tls;
+        match self
+            .anonymous()
+            .read_all(ReadFrom::End, Direction::Backward, 1, None)
+            .await
+        {
+            Ok(_) => return Ok(Security::Insecure),
+            Err(Error::AccessDenied { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let login = self
+            .inner
+            .settings
+            .credentials
+            .as_ref()
+            .map_or("admin", |c| c.username.as_str());
+        Ok(match self.user(login).await {
+            Err(Error::Rejected { code, .. }) if code == "Unimplemented" => {
+                Security::External { tls }
+            }
+            _ if tls => Security::Secure,
+            _ => Security::PlaintextWithAuth,
+        })
+    }
+
+    /// The node's clock is not read over gRPC: `None`.
+    ///
+    /// # Errors
+    ///
+    /// None today; the signature matches the AtomPub wire's.
+    pub async fn clock_offset_secs(&self) -> Result<Option<f64>, Error> {
+        Ok(None)
     }
 
     fn deadline(&self) -> Option<Duration> {

@@ -195,7 +195,7 @@ fn recorded(
             is_link_metadata: false,
             is_redacted: false,
             link: None,
-            updated: None,
+            updated: created.map(crate::clock::ticks_rfc3339),
         },
         position,
         created,
