@@ -202,10 +202,24 @@ pub enum Command {
         /// Rounds of the throughput measurements, interleaved; each figure is the median.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
         rounds: u32,
-        /// Print only the figures, as one JSON object.
+        /// The wire to measure: grpc, http (AtomPub), or both, one after the other in this run.
+        #[arg(long, value_enum, default_value_t = BenchWire::Grpc)]
+        wire: BenchWire,
+        /// Print only the figures, as one JSON object per wire.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `standby bench --wire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchWire {
+    /// gRPC.
+    Grpc,
+    /// AtomPub over HTTP.
+    Http,
+    /// gRPC, then AtomPub, with the same parameters.
+    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +314,7 @@ mod tests {
                 event_bytes: 100,
                 latency_ms: 0,
                 rounds: 1,
+                wire: BenchWire::Grpc,
                 json: false
             }
         ));

@@ -333,16 +333,32 @@ async fn dispatch(command: Command) -> u8 {
             event_bytes,
             latency_ms,
             rounds,
+            wire,
             json,
         } => {
-            let options = standby::bench::BenchOptions {
-                events,
-                streams,
-                event_bytes,
-                latency: std::time::Duration::from_millis(latency_ms),
-                rounds,
+            use cli::BenchWire;
+            use standby::esdb::Wire;
+            let wires: &[Wire] = match wire {
+                BenchWire::Grpc => &[Wire::Grpc],
+                BenchWire::Http => &[Wire::Http],
+                BenchWire::Both => &[Wire::Grpc, Wire::Http],
             };
-            bench(&options, json).await
+            let mut code = exit::OK;
+            for &wire in wires {
+                let options = standby::bench::BenchOptions {
+                    events,
+                    streams,
+                    event_bytes,
+                    latency: std::time::Duration::from_millis(latency_ms),
+                    rounds,
+                    wire,
+                };
+                code = bench(&options, json).await;
+                if code != exit::OK {
+                    break;
+                }
+            }
+            code
         }
     }
 }

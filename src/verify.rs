@@ -613,6 +613,7 @@ pub async fn verify_with(
         options,
         offsets,
         losses,
+        exact: primary.wire() == esdb::Wire::Grpc && secondary.wire() == esdb::Wire::Grpc,
         progress,
         report: VerifyReport {
             equal: true,
@@ -691,7 +692,10 @@ enum PayloadMatch {
     Differ(PayloadDifference),
 }
 
-fn compare_payload(primary: &[u8], secondary: &[u8]) -> PayloadMatch {
+/// With `exact` (both sides read over gRPC, which copies bytes as they are), payloads must be
+/// equal byte for byte; otherwise JSON that parses to the same value is equal too, as AtomPub
+/// re-indents JSON.
+fn compare_payload(primary: &[u8], secondary: &[u8], exact: bool) -> PayloadMatch {
     if primary == secondary {
         return PayloadMatch::Bytes;
     }
@@ -700,7 +704,8 @@ fn compare_payload(primary: &[u8], secondary: &[u8]) -> PayloadMatch {
         serde_json::from_slice::<Value>(secondary),
     );
     let both_json = match parsed {
-        (Ok(a), Ok(b)) if a == b => return PayloadMatch::Json,
+        (Ok(a), Ok(b)) if a == b && !exact => return PayloadMatch::Json,
+        (Ok(a), Ok(b)) if a == b => true,
         (Ok(_), Ok(_)) => true,
         _ => false,
     };
@@ -842,6 +847,8 @@ struct Verifier<'a, P> {
     offsets: StreamOffsets,
     /// Events the replicator recorded as copied with a known HTTP API loss.
     losses: std::collections::HashMap<Uuid, FidelityLimitKind>,
+    /// Both sides are read over gRPC: payloads must be equal byte for byte.
+    exact: bool,
     progress: P,
     report: VerifyReport,
 }
@@ -1152,7 +1159,7 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
         let mut json_used = false;
         let primary_data = self.data_of(Side::Primary, stream, pe).await?;
         let secondary_data = self.data_of(Side::Secondary, stream, se).await?;
-        match compare_payload(&primary_data, &secondary_data) {
+        match compare_payload(&primary_data, &secondary_data, self.exact) {
             PayloadMatch::Bytes => {}
             PayloadMatch::Json => json_used = true,
             PayloadMatch::Differ(d) => {
@@ -1174,11 +1181,11 @@ impl<P: FnMut(VerifyProgress)> Verifier<'_, P> {
             Entry::Summary(_) => Bytes::new(),
         };
         let (primary_meta, secondary_meta) = (metadata_of(pe), metadata_of(se));
-        match compare_payload(&primary_meta, &secondary_meta) {
+        match compare_payload(&primary_meta, &secondary_meta, self.exact) {
             PayloadMatch::Bytes => {}
             PayloadMatch::Json => json_used = true,
             PayloadMatch::Differ(d) => {
-                let dropped = !batch_can_carry(pe, &primary_data, &primary_meta)
+                let dropped = (!self.exact && !batch_can_carry(pe, &primary_data, &primary_meta))
                     || self.loss_of(&primary) == Some(FidelityLimitKind::MetadataDropped);
                 if secondary_meta.is_empty() && dropped {
                     self.record_fidelity_limit(
@@ -1236,27 +1243,39 @@ mod tests {
 
     #[test]
     fn payloads_compare_bytes_then_json() {
-        assert!(matches!(compare_payload(b"", b""), PayloadMatch::Bytes));
+        assert!(matches!(
+            compare_payload(b"", b"", false),
+            PayloadMatch::Bytes
+        ));
         assert!(matches!(
             compare_payload(
                 br#"{"a":1,"b":[1,2]}"#,
-                b"{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}"
+                b"{\n  \"a\": 1,\n  \"b\": [\n    1,\n    2\n  ]\n}",
+                false
             ),
             PayloadMatch::Json
         ));
+        // Read over gRPC on both sides, re-indented JSON is a difference.
+        assert!(matches!(
+            compare_payload(br#"{"a":1}"#, b"{\n  \"a\": 1\n}", true),
+            PayloadMatch::Differ(PayloadDifference {
+                both_json: true,
+                ..
+            })
+        ));
         // Key order does not matter for JSON values.
         assert!(matches!(
-            compare_payload(br#"{"a":1,"b":2}"#, br#"{"b":2,"a":1}"#),
+            compare_payload(br#"{"a":1,"b":2}"#, br#"{"b":2,"a":1}"#, false),
             PayloadMatch::Json
         ));
-        match compare_payload(br#"{"a":1}"#, br#"{"a":2}"#) {
+        match compare_payload(br#"{"a":1}"#, br#"{"a":2}"#, false) {
             PayloadMatch::Differ(d) => {
                 assert!(d.both_json);
                 assert_eq!(d.first_differing_byte, 5);
             }
             _ => panic!("JSON values differ"),
         }
-        match compare_payload(&[0, 1, 2], &[0, 1]) {
+        match compare_payload(&[0, 1, 2], &[0, 1], false) {
             PayloadMatch::Differ(d) => {
                 assert!(!d.both_json);
                 assert_eq!((d.primary_bytes, d.secondary_bytes), (3, 2));
@@ -1266,7 +1285,7 @@ mod tests {
         }
         // Invalid JSON is compared as bytes only.
         assert!(matches!(
-            compare_payload(b"{a : 1}", b"{a: 1}"),
+            compare_payload(b"{a : 1}", b"{a: 1}", false),
             PayloadMatch::Differ(PayloadDifference {
                 both_json: false,
                 ..

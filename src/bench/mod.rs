@@ -38,7 +38,7 @@ use uuid::Uuid;
 
 use crate::checkpoint::CheckpointStore;
 use crate::demo::primary_head;
-use crate::esdb::{self, Client, Embed, Entry, EventData, PageSize, ReadOptions};
+use crate::esdb::{self, Client, Embed, Entry, EventData, PageSize, ReadOptions, Wire};
 use crate::position::{ExpectedVersion, Position, StreamRevision};
 use proxy::Proxy;
 
@@ -84,6 +84,8 @@ pub struct BenchOptions {
     /// Rounds of the throughput measurements, interleaved; each figure is the median of its
     /// rounds, so that a moment of noise on a shared machine does not decide it.
     pub rounds: u32,
+    /// The wire the replicator and the raw measurements speak.
+    pub wire: Wire,
 }
 
 impl Default for BenchOptions {
@@ -94,6 +96,7 @@ impl Default for BenchOptions {
             event_bytes: 100,
             latency: Duration::ZERO,
             rounds: 1,
+            wire: Wire::Grpc,
         }
     }
 }
@@ -117,13 +120,16 @@ pub struct BenchReport {
     pub rounds: u32,
     /// Where the dev nodes run: always `"in-process"`.
     pub nodes: &'static str,
+    /// The wire measured.
+    pub wire: Wire,
 }
 
 impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} events over {} streams, ~{} bytes each, +{} ms each way to the secondary, dev nodes {}{}",
+            "{} wire: {} events over {} streams, ~{} bytes each, +{} ms each way to the secondary, dev nodes {}{}",
+            self.wire,
             self.events,
             self.streams,
             self.event_bytes,
@@ -285,10 +291,21 @@ pub fn load(store: &devnode::store::Store, options: &BenchOptions) -> Result<(),
 /// # Errors
 /// An unusable URL.
 pub fn admin_client(url: &str) -> Result<Client, BenchError> {
-    let base = reqwest::Url::parse(url).map_err(|e| BenchError::Io(format!("URL {url}: {e}")))?;
-    let config =
-        esdb::ClientConfig::new(base).with_credentials(esdb::Credentials::new(ADMIN.0, ADMIN.1));
+    let config = esdb::ClientConfig::for_address(url)
+        .map_err(|e| BenchError::Io(format!("address {url}: {e}")))?
+        .with_credentials(esdb::Credentials::new(ADMIN.0, ADMIN.1));
     Client::connect(config).map_err(client_error("client"))
+}
+
+/// The address of a plaintext loopback node (`http://127.0.0.1:PORT`) on `wire`.
+pub fn address(http_url: &str, wire: Wire) -> String {
+    match wire {
+        Wire::Http => http_url.to_owned(),
+        Wire::Grpc => format!(
+            "kurrentdb://{}?tls=false",
+            http_url.trim_start_matches("http://")
+        ),
+    }
 }
 
 /// Reads the whole `$all` of `client`'s node forward from the start, `embed=body`, pages of
@@ -736,32 +753,55 @@ async fn watch_live(
     let size = PageSize::new(PAGE_SIZE).expect("a valid page size");
     let mut lags = vec![None; sent.len()];
     let mut seen = 0;
-    while seen < sent.len() {
+    let mut note = |e: &esdb::RecordedEvent, lags: &mut Vec<Option<f64>>| {
+        if e.event_type != LIVE_EVENT_TYPE {
+            return;
+        }
+        let now = base.elapsed().as_nanos() as u64;
+        let seq = e
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok())
+            .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
+        let Some(slot) = seq.and_then(|s| lags.get_mut(s as usize)) else {
+            return;
+        };
+        if slot.is_none() {
+            let at = sent[seq.unwrap_or_default() as usize].load(AtomicOrdering::Acquire);
+            let lag = now.saturating_sub(at.saturating_sub(1));
+            *slot = Some(lag as f64 / 1e6);
+            seen += 1;
+        }
+    };
+    if let Client::Grpc(grpc) = secondary {
+        // gRPC pushes: a subscription after the head, as the replicator's own reader does.
+        let mut subscription = grpc
+            .subscribe_all(Some(from).filter(|p| *p != Position::START), None)
+            .await
+            .map_err(client_error("subscription to the secondary"))?;
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = subscription.next_event() => m.map_err(client_error("subscription to the secondary"))?,
+            };
+            let Some(event) = message else { break };
+            note(&event.event, &mut lags);
+            if lags.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        return Ok(lags.into_iter().flatten().collect());
+    }
+    while lags.iter().any(Option::is_none) {
         let page = tokio::select! {
             _ = stop.cancelled() => break,
             page = secondary.read_all_forward(from, size, &options) => {
                 page.map_err(client_error("long-poll read of the secondary"))?
             }
         };
-        let now = base.elapsed().as_nanos() as u64;
         for entry in &page.entries {
-            let Entry::Event(e) = entry else { continue };
-            if e.event_type != LIVE_EVENT_TYPE {
-                continue;
-            }
-            let seq = e
-                .data
-                .as_deref()
-                .and_then(|d| serde_json::from_slice::<serde_json::Value>(d).ok())
-                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
-            let Some(slot) = seq.and_then(|s| lags.get_mut(s as usize)) else {
-                continue;
-            };
-            if slot.is_none() {
-                let at = sent[seq.unwrap_or_default() as usize].load(AtomicOrdering::Acquire);
-                let lag = now.saturating_sub(at.saturating_sub(1));
-                *slot = Some(lag as f64 / 1e6);
-                seen += 1;
+            if let Entry::Event(e) = entry {
+                note(e, &mut lags);
             }
         }
         if let Some(next) = page.next {
@@ -825,7 +865,8 @@ pub async fn run(
             .await
             .map_err(|e| BenchError::Load(e.to_string()))??;
     }
-    let primary_client = admin_client(&primary.url())?;
+    let on_wire = |url: String| address(&url, options.wire);
+    let primary_client = admin_client(&on_wire(primary.url()))?;
     let head = primary_head(&primary_client)
         .await
         .map_err(client_error("the primary's head"))?;
@@ -856,7 +897,8 @@ pub async fn run(
         ));
 
         let secondary = Secondary::start(options.latency).await?;
-        let (written, took) = raw_append(&admin_client(&secondary.proxy.url())?, options).await?;
+        let (written, took) =
+            raw_append(&admin_client(&on_wire(secondary.proxy.url()))?, options).await?;
         secondary.stop().await;
         appends.push(written as f64 / took.as_secs_f64());
         progress(&format!(
@@ -873,8 +915,8 @@ pub async fn run(
             let checkpoint = run_dir.join("standby.checkpoint");
             let config = write_config(
                 &run_dir,
-                &primary.url(),
-                &secondary.proxy.url(),
+                &on_wire(primary.url()),
+                &on_wire(secondary.proxy.url()),
                 &checkpoint,
                 ordering,
             )?;
@@ -900,7 +942,7 @@ pub async fn run(
                 ));
                 let measured = live_lag(
                     &primary_client,
-                    &admin_client(&secondary.proxy.url())?,
+                    &admin_client(&on_wire(secondary.proxy.url()))?,
                     live_events,
                 )
                 .await;
@@ -945,6 +987,7 @@ pub async fn run(
         latency_ms: options.latency.as_millis() as u64,
         rounds,
         nodes: "in-process",
+        wire: options.wire,
     })
 }
 

@@ -29,7 +29,8 @@ use super::Error;
 use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
 
 /// The wire a [`Client`] speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Wire {
     /// AtomPub over HTTP/1.1 (`http://`, `https://`).
     Http,

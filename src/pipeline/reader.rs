@@ -140,7 +140,8 @@ impl Reader {
                 // Nothing more has arrived: what is held is everything there is for now.
                 let mut drained = false;
                 let mut message = first;
-                // Take what has arrived, without waiting, up to a page.
+                // Up to a page: while catching up, what the server sends next; once live, what
+                // has arrived, without waiting.
                 loop {
                     match message {
                         Ok(Some(SubscriptionMessage::Event(e))) => events.push(*e),
@@ -152,6 +153,14 @@ impl Reader {
                     }
                     if ended.is_some() || events.len() >= page {
                         break;
+                    }
+                    if !live {
+                        // Catching up: more is on its way; fill the page.
+                        message = tokio::select! {
+                            _ = cancel.cancelled() => return Ok(()),
+                            m = subscription.next() => m,
+                        };
+                        continue;
                     }
                     match futures_util::FutureExt::now_or_never(subscription.next()) {
                         Some(m) => message = m,
