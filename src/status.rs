@@ -203,13 +203,6 @@ fn read_checkpoint(path: &Path) -> CheckpointStatus {
     }
 }
 
-/// The position in a `$all` link URL (`…/streams/%24all/{32 hex}/forward/{n}`).
-fn position_in_link(link: &str) -> Option<Position> {
-    link.split(['/', '?'])
-        .find(|segment| segment.len() == 32)
-        .and_then(|segment| segment.parse().ok())
-}
-
 fn updated_of(entry: &Entry) -> Option<&str> {
     match entry {
         Entry::Event(event) => event.updated.as_deref(),
@@ -217,7 +210,7 @@ fn updated_of(entry: &Entry) -> Option<&str> {
     }
 }
 
-/// Reads `$all` backward from the head, one record: the `previous` link is the end position.
+/// The primary's head of `$all` and the time of its newest record.
 pub(crate) async fn primary_head(primary: &Client) -> PrimaryStatus {
     let mut status = PrimaryStatus {
         url: primary.endpoint(),
@@ -225,24 +218,10 @@ pub(crate) async fn primary_head(primary: &Client) -> PrimaryStatus {
         newest_event_at: None,
         error: None,
     };
-    let one = PageSize::new(1).expect("1 is a valid page size");
-    match primary
-        .read_all_backward(AllFrom::Head, one, &ReadOptions::embed(Embed::None))
-        .await
-    {
-        Ok(page) => {
-            status.newest_event_at = page.entries.first().and_then(updated_of).map(str::to_owned);
-            match page.links.previous.as_deref().and_then(position_in_link) {
-                Some(head) => status.head = Some(head),
-                None if page.entries.is_empty() => status.head = Some(Position::START),
-                None => {
-                    status.error = Some(
-                        "the primary's head page has no usable `previous` link; the server does \
-                         not follow the AtomPub contract (contract §3.4)"
-                            .to_owned(),
-                    )
-                }
-            }
+    match primary.head_and_newest().await {
+        Ok((head, newest)) => {
+            status.head = Some(head);
+            status.newest_event_at = newest;
         }
         Err(e) => status.error = Some(e.to_string()),
     }
@@ -638,26 +617,6 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn positions_are_found_in_links() {
-        assert_eq!(
-            position_in_link(
-                "http://127.0.0.1:2113/streams/%24all/0000000000002F7F0000000000002F7F/forward/1"
-            ),
-            Some(Position::new(0x2F7F, 0x2F7F).unwrap())
-        );
-        assert_eq!(
-            position_in_link(
-                "http://n/streams/%24all/00000000000000000000000000000000/forward/1?embed=body"
-            ),
-            Some(Position::START)
-        );
-        assert_eq!(
-            position_in_link("http://n/streams/%24all/head/backward/1"),
-            None
-        );
     }
 
     #[test]

@@ -115,9 +115,11 @@ fn bench_json_prints_one_object_with_exactly_the_figures_and_parameters() {
         "latency_ms",
         "rounds",
         "nodes",
+        "wire",
     ];
     expected.sort_unstable();
     assert_eq!(keys, expected);
+    assert_eq!(object["wire"], "grpc", "gRPC is the default wire");
     for key in [
         "raw_read_eps",
         "raw_append_eps",

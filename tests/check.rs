@@ -72,7 +72,7 @@ fn verdict<'a>(findings: &'a [(String, String, String)], check: &str) -> (&'a st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_pair_passes_and_each_problem_fails_with_its_fix() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     primary
         .append_events(
             "order-1",
@@ -116,7 +116,7 @@ async fn a_fresh_pair_passes_and_each_problem_fails_with_its_fix() {
             .unwrap()
             .unwrap()
     };
-    admin_client(&c.secondary.url())
+    admin_client(&c.config.secondary.url)
         .append_events(
             standby::pipeline::CHECKPOINT_STREAM,
             &[EventData::json(
@@ -138,7 +138,7 @@ async fn a_fresh_pair_passes_and_each_problem_fails_with_its_fix() {
     // The login `admin` as the replication user (an admin by name on 20+ servers), with another
     // member of $admins for setup.
     let password = standby::esdb::Password::new("changeit");
-    admin_client(&c.secondary.url())
+    admin_client(&c.config.secondary.url)
         .create_user(&standby::esdb::NewUser {
             login_name: "root",
             full_name: "second admin",
@@ -201,7 +201,11 @@ async fn a_secondary_with_data_of_its_own_is_a_warning_and_an_unreachable_one_fa
     let dead = c.dir.path().join("dead.toml");
     std::fs::write(
         &dead,
-        text.replacen(&c.secondary.url(), "http://127.0.0.1:9", 1),
+        text.replacen(
+            &c.config.secondary.url,
+            "kurrentdb://127.0.0.1:9?tls=false",
+            1,
+        ),
     )
     .unwrap();
     let (code, findings) = check(&dead).await;

@@ -76,7 +76,7 @@ async fn bad_configuration_exits_2_and_names_the_problem() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_exit_3_and_say_what_to_do() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     primary
         .append_events(
             "s",
@@ -86,7 +86,12 @@ async fn refusals_exit_3_and_say_what_to_do() {
         .await
         .unwrap();
     let cp_path = c.dir.path().join("cp");
-    let config = write_config(c.dir.path(), &c.primary.url(), &c.secondary.url(), &cp_path);
+    let config = write_config(
+        c.dir.path(),
+        &c.config.primary.url,
+        &c.config.secondary.url,
+        &cp_path,
+    );
 
     // Corrupt checkpoint: refused, never a silent restart from 0.
     std::fs::write(&cp_path, b"STBYCKPT garbage").unwrap();
@@ -151,8 +156,8 @@ async fn refusals_exit_3_and_say_what_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_status_and_divergence_exit_codes() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let ev = || EventData::json(Uuid::new_v4(), "T", r#"{"a":1}"#);
     primary
         .append_events("order-1", &[ev(), ev()], ExpectedVersion::Any)
@@ -160,8 +165,8 @@ async fn verify_status_and_divergence_exit_codes() {
         .unwrap();
     let config = write_config(
         c.dir.path(),
-        &c.primary.url(),
-        &c.secondary.url(),
+        &c.config.primary.url,
+        &c.config.secondary.url,
         &c.config.checkpoint.path,
     );
 
@@ -218,7 +223,7 @@ async fn verify_status_and_divergence_exit_codes() {
     let dead = write_config(
         c.dir.path(),
         "http://127.0.0.1:9",
-        &c.secondary.url(),
+        &c.config.secondary.url,
         &c.config.checkpoint.path,
     );
     let out = standby(&["verify"], &dead).await;
@@ -229,7 +234,7 @@ async fn verify_status_and_divergence_exit_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_to_a_file_have_no_colour_codes() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     primary
         .append_events(
             "s",
@@ -333,7 +338,7 @@ fn completions_and_the_man_page_name_every_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn divergence_prints_its_summary_as_json() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let ev = || EventData::json(Uuid::new_v4(), "T", r#"{"a":1}"#);
     primary
         .append_events("before", &[ev()], ExpectedVersion::Any)

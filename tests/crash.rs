@@ -25,8 +25,8 @@ const KILLS: u32 = 20;
 async fn kill_9_at_twenty_moments_loses_and_duplicates_nothing() {
     let c = clusters(Ordering::Global).await;
     let config_path = write_config_file(&c);
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let writes = {
         let primary = primary.clone();
         tokio::spawn(async move {

@@ -27,7 +27,7 @@ const LINK_BYTES_PER_SECOND: u64 = 8_000_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_slower_to_download_than_the_request_timeout_still_replicates() {
     let mut c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let filler = "x".repeat(EVENT_BYTES);
     for batch in 0..EVENTS / 5 {
         let events: Vec<EventData> = (0..5)

@@ -40,8 +40,8 @@ fn config_in(clusters: &DemoClusters, dir: &Path) -> PathBuf {
              [secondary]\nurl = {:?}\nusername = {user:?}\npassword = {password:?}\n\n\
              [secondary.admin]\nusername = \"admin\"\npassword = \"changeit\"\n\n\
              [checkpoint]\npath = {:?}\n\n[replication]\nlease_secs = {LEASE_SECS}\n",
-            clusters.primary.url(),
-            clusters.secondary.url(),
+            clusters.config.primary.url,
+            clusters.config.secondary.url,
             checkpoint_in(dir),
         ),
     )
@@ -164,7 +164,7 @@ impl Replicator {
 
 /// The lease record at the head of the secondary's `$standby-lease`.
 async fn lease_head(c: &DemoClusters) -> LeaseRecord {
-    read_head(&admin_client(&c.secondary.url()))
+    read_head(&admin_client(&c.config.secondary.url))
         .await
         .unwrap()
         .expect("a lease record")
@@ -173,7 +173,7 @@ async fn lease_head(c: &DemoClusters) -> LeaseRecord {
 
 /// Waits until the checkpoint at `path` exists and covers the primary's head.
 async fn wait_checkpoint_at_head(c: &DemoClusters, path: &Path, run: &mut Replicator) {
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let head = standby::demo::primary_head(&primary).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -193,7 +193,7 @@ async fn wait_checkpoint_at_head(c: &DemoClusters, path: &Path, run: &mut Replic
 }
 
 async fn some_events(c: &DemoClusters, n: usize) {
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let events: Vec<_> = (0..n)
         .map(|i| EventData::json(Uuid::new_v4(), "T", format!(r#"{{"i":{i}}}"#)))
         .collect();
@@ -280,7 +280,7 @@ async fn a_copy_of_the_checkpoint_elsewhere_is_refused_while_the_holder_renews()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_a_run_elsewhere_takes_over_within_the_lease_period_and_replicates_on() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let writes = {
         let primary = primary.clone();
         tokio::spawn(async move {
@@ -382,7 +382,7 @@ async fn without_setup_a_replication_user_refused_on_the_lease_stream_exits_3_sa
     assert!(!text.contains("[secondary.admin]"));
     std::fs::write(&config, text).unwrap();
     // An operator granted it the state it reads, but not the lease stream.
-    let admin = admin_client(&c.secondary.url());
+    let admin = admin_client(&c.config.secondary.url);
     for stream in [
         "$standby-control",
         "$standby-checkpoint",
@@ -474,7 +474,7 @@ async fn a_holder_that_cannot_renew_stops_before_its_lease_runs_out() {
             standby::pipeline::run(&config, CancellationToken::new(), shared).await
         })
     };
-    common::wait_applied_to_head(&shared, &admin_client(&c.primary.url()), &run).await;
+    common::wait_applied_to_head(&shared, &admin_client(&c.config.primary.url), &run).await;
     let down = std::mem::replace(
         &mut c.secondary,
         devnode::Node::start(devnode::NodeConfig::memory())

@@ -121,7 +121,7 @@ fn event() -> Vec<EventData> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_lag_to_zero_errors_while_the_secondary_is_down_and_readiness_follows() {
     let mut c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let r = start(&c.config).await;
     standby::demo::workload(
         &primary,
@@ -205,8 +205,8 @@ async fn metrics_show_lag_to_zero_errors_while_the_secondary_is_down_and_readine
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_divergent_replicator_is_not_ready() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     // Someone else wrote this stream on the secondary first.
     secondary
         .append_events("clash", &event(), ExpectedVersion::NoStream)

@@ -57,7 +57,7 @@ async fn every_metric_the_dashboard_and_the_rules_name_is_exported_under_load() 
     assert!(named.len() >= 10, "{named:?}");
 
     let c = clusters(Ordering::Stream).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let shared = Arc::new(Shared::default());
     let (reader, _) = pipeline::clients(&c.config).unwrap();
     let server = standby::serve::start(

@@ -44,8 +44,8 @@ async fn capped(primary: &standby::esdb::Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
 
     capped(&primary).await;
     // `reborn`: 6 events, soft-deleted, recreated with 2 more → after the scavenge, 6 and 7 remain.
@@ -149,8 +149,8 @@ async fn truncated_and_scavenged_streams_replicate_with_a_persisted_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_before_written_ahead_of_the_offset_is_translated_once_known() {
     let c = clusters(Ordering::Stream).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     primary
         .write_stream_metadata(
             "ahead",
@@ -198,8 +198,8 @@ async fn truncate_before_written_ahead_of_the_offset_is_translated_once_known() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offset_record_whose_answer_was_lost_is_retried_as_the_same_record() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     capped(&primary).await;
     c.primary.scavenge().expect("scavenge");
     c.secondary

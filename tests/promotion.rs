@@ -50,7 +50,7 @@ async fn wait_events_written(shared: &Shared, at_least: u64, run: &Run) {
 
 /// Replicates a small workload to the head, stops `run` cleanly.
 async fn replicated(c: &DemoClusters, events: u64) {
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let (shared, stop, run) = start_run(&c.config);
     standby::demo::workload(
         &primary,
@@ -151,8 +151,8 @@ fn one_event(i: u64) -> Vec<EventData> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotion_under_load_fences_the_running_replicator() {
     let c = clusters(Ordering::Stream).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let (shared, _stop, run) = start_run(&c.config);
     let load_stop = CancellationToken::new();
     let load = steady_load(&primary, "load", load_stop.clone());
@@ -184,12 +184,12 @@ async fn promotion_under_load_fences_the_running_replicator() {
         Vec::<String>::new()
     );
     // The replication user cannot even authenticate.
-    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    let replicator = client_as(&c.config.secondary.url, REPLICATOR);
     assert!(matches!(
         replicator
             .append_events("fenced", &one_event(0), ExpectedVersion::Any)
             .await,
-        Err(esdb::Error::Unauthorized { .. })
+        Err(e) if e.is_access_denied()
     ));
     // The loss bound is what the primary holds beyond the secondary.
     assert!(report.record.data_loss.unwrap().events.is_some());
@@ -199,15 +199,15 @@ async fn promotion_under_load_fences_the_running_replicator() {
 async fn concurrent_promotions_write_one_epoch_and_open_the_secondary_to_applications() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 500).await;
-    let secondary = admin_client(&c.secondary.url());
-    let app = client_as(&c.secondary.url(), APPLICATION);
+    let secondary = admin_client(&c.config.secondary.url);
+    let app = client_as(&c.config.secondary.url, APPLICATION);
 
     // A standby refuses application writes.
     let refused = app
         .append_events("app-stream", &one_event(1), ExpectedVersion::Any)
         .await;
     assert!(
-        matches!(refused, Err(esdb::Error::Unauthorized { .. })),
+        matches!(&refused, Err(e) if e.is_access_denied()),
         "{refused:?}"
     );
 
@@ -247,7 +247,7 @@ async fn concurrent_promotions_write_one_epoch_and_open_the_secondary_to_applica
 async fn promote_refuses_while_the_primary_answers_and_a_dry_run_changes_nothing() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 300).await;
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     let head = standby::demo::primary_head(&secondary).await.unwrap();
 
     let err = control::promote(&c.config, &PromoteOptions::default())
@@ -269,7 +269,7 @@ async fn promote_refuses_while_the_primary_answers_and_a_dry_run_changes_nothing
     assert_eq!(dry.record.data_loss.unwrap().events, Some(0));
 
     // --max-lag: refused when more would be lost.
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     for i in 0..3 {
         primary
             .append_events("late", &one_event(i), ExpectedVersion::Any)
@@ -290,7 +290,7 @@ async fn promote_refuses_while_the_primary_answers_and_a_dry_run_changes_nothing
     assert_eq!(records_after(&secondary, head).await, Vec::<String>::new());
     let records = control_records(&secondary).await;
     assert_eq!(records.len(), 1, "still only epoch 1");
-    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    let replicator = client_as(&c.config.secondary.url, REPLICATOR);
     replicator
         .read_stream_metadata("late")
         .await
@@ -302,7 +302,7 @@ async fn switchover_under_load_loses_nothing() {
     let c = clusters(Ordering::Stream).await;
     let (shared, _stop, run) = start_run(&c.config);
     // Applications write as a user outside $admins: admins bypass the fence (contract §8).
-    let app = client_as(&c.primary.url(), APPLICATION);
+    let app = client_as(&c.config.primary.url, APPLICATION);
     let load = steady_load(&app, "switch", CancellationToken::new());
     wait_events_written(&shared, 2_000, &run).await;
     assert!(!load.is_finished(), "the load must still run at switchover");
@@ -333,10 +333,10 @@ async fn switchover_under_load_loses_nothing() {
     // the secondary.
     let (acknowledged, error) = load.await.unwrap();
     assert!(
-        matches!(error, Some(esdb::Error::Unauthorized { .. })),
+        matches!(&error, Some(e) if e.is_access_denied()),
         "{error:?}"
     );
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     let mut on_secondary = std::collections::HashSet::new();
     for stream in acknowledged
         .iter()
@@ -384,7 +384,7 @@ async fn switchover_under_load_loses_nothing() {
 async fn forced_promotion_reports_the_real_loss_and_divergence_exports_the_orphaned_tail() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 1_000).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     // 37 events the secondary never sees: some in replicated streams, some in new ones.
     let mut orphaned = Vec::new();
     for i in 0..37u64 {
@@ -482,7 +482,7 @@ async fn divergence_exports_orphans_whose_numbers_were_reused_links_as_links_and
 {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 1_000).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let mut orphaned = Vec::new();
     for i in 0..3u64 {
         let events = one_event(i);
@@ -519,7 +519,7 @@ async fn divergence_exports_orphans_whose_numbers_were_reused_links_as_links_and
     assert_eq!(report.outcome, Outcome::Promoted);
     assert_eq!(report.record.data_loss.unwrap().events, Some(5));
     // An application writes on the promoted secondary: it reuses the number of the first orphan.
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     secondary
         .append_events("pre-1", &one_event(99), ExpectedVersion::Any)
         .await
@@ -557,7 +557,7 @@ async fn divergence_exports_orphans_whose_numbers_were_reused_links_as_links_and
 async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 200).await;
-    let app_on_primary = client_as(&c.primary.url(), APPLICATION);
+    let app_on_primary = client_as(&c.config.primary.url, APPLICATION);
     app_on_primary
         .append_events("app-before", &one_event(1), ExpectedVersion::Any)
         .await
@@ -580,7 +580,7 @@ async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
         .append_events("app-after", &one_event(2), ExpectedVersion::Any)
         .await;
     assert!(
-        matches!(refused, Err(esdb::Error::Unauthorized { .. })),
+        matches!(&refused, Err(e) if e.is_access_denied()),
         "{refused:?}"
     );
     // Reads still work on the old primary, and the new primary takes the writes.
@@ -588,7 +588,7 @@ async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
         .read_stream_metadata("app-before")
         .await
         .expect("applications keep reading the old primary");
-    client_as(&c.secondary.url(), APPLICATION)
+    client_as(&c.config.secondary.url, APPLICATION)
         .append_events("app-after", &one_event(3), ExpectedVersion::Any)
         .await
         .expect("the new primary takes application writes");
@@ -602,7 +602,7 @@ async fn fence_primary_makes_the_old_primary_read_only_for_applications() {
 async fn an_epoch_whose_answer_was_lost_is_retried_as_the_same_record() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 100).await;
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     c.secondary
         .time_out_writes_after_commit(control::CONTROL_STREAM, 1);
     let report = control::promote(&c.config, &forced("answer lost"))
@@ -650,7 +650,7 @@ async fn fence_primary_can_be_run_again_for_an_old_primary_that_comes_back() {
     .await
     .unwrap();
     std::mem::replace(&mut c.primary, restarted).stop().await;
-    let app_on_primary = client_as(&c.primary.url(), APPLICATION);
+    let app_on_primary = client_as(&c.config.primary.url, APPLICATION);
     app_on_primary
         .append_events("comeback", &one_event(1), ExpectedVersion::Any)
         .await
@@ -669,7 +669,7 @@ async fn fence_primary_can_be_run_again_for_an_old_primary_that_comes_back() {
         .append_events("comeback", &one_event(2), ExpectedVersion::Any)
         .await;
     assert!(
-        matches!(refused, Err(esdb::Error::Unauthorized { .. })),
+        matches!(&refused, Err(e) if e.is_access_denied()),
         "{refused:?}"
     );
 }
@@ -683,7 +683,7 @@ async fn fence_primary_can_be_run_again_for_an_old_primary_that_comes_back() {
 async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 50).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let original = esdb::SystemSettings::new(serde_json::json!({
         "$userStreamAcl": {"$r": "$all", "$w": ["app", "$admins"], "$d": "$admins", "$mr": "$all", "$mw": "$admins"},
         "note": "kept by the operator"
@@ -693,7 +693,7 @@ async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings
         .await
         .unwrap();
     // A write the secondary does not have: with `run` down, the drain never completes.
-    client_as(&c.primary.url(), APPLICATION)
+    client_as(&c.config.primary.url, APPLICATION)
         .append_events("late", &one_event(1), ExpectedVersion::Any)
         .await
         .unwrap();
@@ -758,7 +758,7 @@ async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("fence was removed"), "{stderr}");
     assert_eq!(primary.read_settings().await.unwrap(), Some(original));
-    client_as(&c.primary.url(), APPLICATION)
+    client_as(&c.config.primary.url, APPLICATION)
         .append_events("late", &one_event(2), ExpectedVersion::Any)
         .await
         .expect("applications write to the primary again");
@@ -771,8 +771,8 @@ async fn an_interrupted_switchover_leaves_the_primary_with_its_original_settings
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_killed_while_promoting_is_finished_by_a_rerun() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     replicated(&c, 50).await;
     let (_shared, stop_run, run) = start_run(&c.config);
     // The credential cache keeps the replication user: the promotion's fence proof waits.
@@ -843,12 +843,12 @@ async fn a_switchover_killed_while_promoting_is_finished_by_a_rerun() {
     assert!(verified.equal, "nothing lost: {verified}");
     // The old primary stays fenced; the new one takes application writes.
     assert!(matches!(
-        client_as(&c.primary.url(), APPLICATION)
+        client_as(&c.config.primary.url, APPLICATION)
             .append_events("late", &one_event(3), ExpectedVersion::Any)
             .await,
-        Err(esdb::Error::Unauthorized { .. })
+        Err(e) if e.is_access_denied()
     ));
-    client_as(&c.secondary.url(), APPLICATION)
+    client_as(&c.config.secondary.url, APPLICATION)
         .append_events("late", &one_event(4), ExpectedVersion::Any)
         .await
         .expect("the promoted secondary takes application writes");
@@ -871,7 +871,7 @@ const ZOMBIE_STREAM: &str = "zombie";
 /// 10 ms to a user stream whose own `$acl` admits it (as an ACL copied from the primary would), so
 /// only the disabled account, not the closed `$settings`, can stop it.
 async fn zombie(c: &DemoClusters, stop: CancellationToken) -> JoinHandle<Vec<ZombieRequest>> {
-    let admin = admin_client(&c.secondary.url());
+    let admin = admin_client(&c.config.secondary.url);
     admin
         .write_stream_metadata(
             ZOMBIE_STREAM,
@@ -881,7 +881,7 @@ async fn zombie(c: &DemoClusters, stop: CancellationToken) -> JoinHandle<Vec<Zom
         )
         .await
         .unwrap();
-    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    let replicator = client_as(&c.config.secondary.url, REPLICATOR);
     tokio::spawn(async move {
         let mut sent = Vec::new();
         for i in 0..100_000u64 {
@@ -896,7 +896,7 @@ async fn zombie(c: &DemoClusters, stop: CancellationToken) -> JoinHandle<Vec<Zom
             sent.push(ZombieRequest {
                 sent: at,
                 event_id: events[0].event_id,
-                refused: matches!(result, Err(esdb::Error::Unauthorized { .. })),
+                refused: matches!(&result, Err(e) if e.is_access_denied()),
                 outcome: result.map(|_| ()).map_err(|e| e.to_string()),
             });
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -985,7 +985,7 @@ fn assert_refused_after(requests: &[ZombieRequest], returned: std::time::Instant
 }
 
 async fn zombie_promotion(c: &DemoClusters) {
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     let stop = CancellationToken::new();
     let zombie = zombie(c, stop.clone()).await;
     zombie_writing(&secondary, 5).await;
@@ -1060,7 +1060,7 @@ async fn promotion_refuses_when_the_replication_user_stays_cached() {
     let mut c = clusters(Ordering::Global).await;
     replicated(&c, 100).await;
     c.config.promotion.fence_timeout_secs = 3;
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     let stop = CancellationToken::new();
     let zombie = zombie(&c, stop.clone()).await;
     zombie_writing(&secondary, 5).await;
@@ -1079,11 +1079,11 @@ async fn promotion_refuses_when_the_replication_user_stays_cached() {
         "no epoch of role primary: {records:?}"
     );
     // The secondary stays closed to applications.
-    let app = client_as(&c.secondary.url(), APPLICATION);
+    let app = client_as(&c.config.secondary.url, APPLICATION);
     assert!(matches!(
         app.append_events("app-stream", &one_event(1), ExpectedVersion::Any)
             .await,
-        Err(esdb::Error::Unauthorized { .. })
+        Err(e) if e.is_access_denied()
     ));
     stop.cancel();
     let requests = zombie.await.unwrap();
@@ -1148,7 +1148,7 @@ async fn promote_refuses_an_insecure_secondary_unless_told_it_is_unfenced() {
     .unwrap();
     let mut c = c;
     // `run` refuses an insecure secondary unless told to replicate into it anyway.
-    admin_client(&c.primary.url())
+    admin_client(&c.config.primary.url)
         .append_events("first", &one_event(0), ExpectedVersion::Any)
         .await
         .unwrap();
@@ -1161,7 +1161,7 @@ async fn promote_refuses_an_insecure_secondary_unless_told_it_is_unfenced() {
     );
     c.config.promotion.allow_unfenced = true;
     replicated(&c, 50).await;
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
 
     let err = control::promote(&c.config, &forced("insecure"))
         .await
@@ -1215,7 +1215,7 @@ async fn promote_names_the_streams_whose_acl_still_admits_an_external_replicatio
     .await
     .unwrap();
     c.config.promotion.write_roles = Some(vec![APPLICATION.0.to_owned(), "$admins".to_owned()]);
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let acl = format!(r#"{{"$acl":{{"$w":["{}","apps"]}}}}"#, REPLICATOR.0);
     primary
         .write_stream_metadata(
@@ -1253,7 +1253,7 @@ async fn promote_names_the_streams_whose_acl_still_admits_an_external_replicatio
     assert!(report.to_string().contains("PARTLY UNFENCED"), "{report}");
     // The report is the truth: the replication user still writes the listed stream, and
     // nothing else.
-    let replicator = client_as(&c.secondary.url(), REPLICATOR);
+    let replicator = client_as(&c.config.secondary.url, REPLICATOR);
     replicator
         .append_events("orders-1", &one_event(1), ExpectedVersion::Any)
         .await
@@ -1262,7 +1262,7 @@ async fn promote_names_the_streams_whose_acl_still_admits_an_external_replicatio
         replicator
             .append_events("other-stream", &one_event(2), ExpectedVersion::Any)
             .await,
-        Err(esdb::Error::Unauthorized { .. })
+        Err(e) if e.is_access_denied()
     ));
 }
 
@@ -1287,7 +1287,7 @@ async fn run_refuses_an_admin_as_the_replication_user() {
     )
     .await
     .unwrap();
-    admin_client(&c.primary.url())
+    admin_client(&c.config.primary.url)
         .append_events("first", &one_event(0), ExpectedVersion::Any)
         .await
         .unwrap();
@@ -1305,7 +1305,7 @@ async fn run_refuses_an_admin_as_the_replication_user() {
         assert!(text.contains(why), "{text}");
         assert!(text.contains("outside $admins"), "{text}");
         assert!(
-            control_records(&admin_client(&c.secondary.url()))
+            control_records(&admin_client(&c.config.secondary.url))
                 .await
                 .is_empty(),
             "setup wrote nothing"
@@ -1319,7 +1319,7 @@ async fn run_refuses_an_admin_as_the_replication_user() {
 async fn run_leaves_a_secondary_closed_by_a_promotion_alone_unless_taking_over() {
     let c = clusters(Ordering::Global).await;
     replicated(&c, 20).await;
-    let secondary = admin_client(&c.secondary.url());
+    let secondary = admin_client(&c.config.secondary.url);
     let before = secondary.read_settings().await.unwrap();
     // What promote's first steps write: $settings closed to everyone but $admins.
     let records = control_records(&secondary).await;
@@ -1351,7 +1351,7 @@ async fn run_leaves_a_secondary_closed_by_a_promotion_alone_unless_taking_over()
             pipeline::run_with(&config, &options, stop, shared).await
         })
     };
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     primary
         .append_events("after-takeover", &one_event(7), ExpectedVersion::Any)
         .await

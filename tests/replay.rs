@@ -87,8 +87,8 @@ async fn user_records_after(c: &Client, from: Position) -> Vec<String> {
 
 /// Replicates, rewinds to the start, replicates again: equal, and nothing new written.
 async fn replay_writes_nothing(c: &standby::demo::DemoClusters, what: &str) {
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     common::replicate_to_head(&c.config, &primary).await;
     let first = verify(&c.config).await;
     assert!(first.equal, "{what}: first run: {first}");
@@ -111,7 +111,7 @@ async fn replay_writes_nothing(c: &standby::demo::DemoClusters, what: &str) {
 async fn a_soft_delete_undone_by_metadata_is_not_deleted_again_by_a_replay() {
     for ordering in [Ordering::Global, Ordering::Stream] {
         let c = clusters(ordering).await;
-        let p = admin_client(&c.primary.url());
+        let p = admin_client(&c.config.primary.url);
         append(&p, "x", 3, ExpectedVersion::NoStream).await;
         soft_delete(&p, "x").await;
         metadata(&p, "x", r#"{"custom":1}"#).await;
@@ -126,7 +126,7 @@ async fn a_soft_delete_undone_by_metadata_is_not_deleted_again_by_a_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_each_kind_of_record_writes_nothing() {
     let c = clusters(Ordering::Stream).await;
-    let p = admin_client(&c.primary.url());
+    let p = admin_client(&c.config.primary.url);
     append(&p, "data", 4, ExpectedVersion::NoStream).await;
     p.append_binary_event(
         "data",

@@ -6,20 +6,36 @@ mod common;
 use std::sync::Arc;
 
 use standby::config::Ordering;
+use standby::esdb::Wire;
 use standby::pipeline::{self, Shared};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use common::{admin_client, checkpoint_never_ahead, clusters, verify, wait_applied_to_head};
+use common::{
+    admin_client, checkpoint_never_ahead, clusters, clusters_on, verify, wait_applied_to_head,
+};
 
 /// 50k events over 500 streams with metadata, soft deletes, tombstones, user link events, binary
 /// and empty events: 20k written before replication starts (caught up), 30k while it runs (live).
 /// Throughout, every checkpoint written covers only events the secondary holds; at the end both
 /// sides are equal.
-async fn mixed_workload_is_mirrored(ordering: Ordering) {
-    let c = clusters(ordering).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+async fn mixed_workload_is_mirrored(wire: Wire, ordering: Ordering) {
+    mixed_workload_is_mirrored_between(wire, wire, ordering).await;
+}
+
+/// As [`mixed_workload_is_mirrored`], reading the primary over `from` and writing the secondary
+/// over `to`.
+async fn mixed_workload_is_mirrored_between(from: Wire, to: Wire, ordering: Ordering) {
+    let mut c = clusters_on(to, ordering).await;
+    if from != to {
+        c.config.primary.url = match from {
+            Wire::Http => c.primary.url(),
+            Wire::Grpc => c.primary.grpc_url(),
+        };
+    }
+    let wire = format!("{from} → {to}");
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let no_cancel = CancellationToken::new();
     let before = standby::demo::workload(&primary, "early", 20_000, 200, 5, &no_cancel, |_| {})
         .await
@@ -54,7 +70,14 @@ async fn mixed_workload_is_mirrored(ordering: Ordering) {
     assert!(checked >= 5, "only {checked} checkpoints were checked");
 
     let report = verify(&c.config).await;
-    assert!(report.equal, "{ordering:?}: {report}");
+    assert!(report.equal, "{wire} {ordering:?}: {report}");
+    if (from, to) == (Wire::Grpc, Wire::Grpc) {
+        // gRPC copies every byte: no event is an exception.
+        assert_eq!(
+            report.fidelity_limit_events, 0,
+            "{wire} {ordering:?}: {report}"
+        );
+    }
     // Soft deletes hide part of the 50k events from stream reads on both sides; the rest are
     // compared one by one.
     assert!(report.events_compared > 20_000, "{report}");
@@ -66,12 +89,24 @@ async fn mixed_workload_is_mirrored(ordering: Ordering) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_workload_is_mirrored_in_global_order() {
-    mixed_workload_is_mirrored(Ordering::Global).await;
+    mixed_workload_is_mirrored(Wire::Grpc, Ordering::Global).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_workload_is_mirrored_in_stream_order() {
-    mixed_workload_is_mirrored(Ordering::Stream).await;
+    mixed_workload_is_mirrored(Wire::Grpc, Ordering::Stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_workload_is_mirrored_over_atompub() {
+    mixed_workload_is_mirrored(Wire::Http, Ordering::Stream).await;
+}
+
+/// An AtomPub primary into a gRPC secondary, and the reverse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_workload_is_mirrored_across_wires() {
+    mixed_workload_is_mirrored_between(Wire::Http, Wire::Grpc, Ordering::Global).await;
+    mixed_workload_is_mirrored_between(Wire::Grpc, Wire::Http, Ordering::Stream).await;
 }
 
 /// The primary is restarted mid-run, then the secondary; replication resumes by itself.
@@ -86,7 +121,7 @@ async fn replication_resumes_after_either_cluster_restarts() {
     };
     let none = CancellationToken::new();
     for round in 0..2 {
-        let primary = admin_client(&c.primary.url());
+        let primary = admin_client(&c.config.primary.url);
         standby::demo::workload(
             &primary,
             &format!("before{round}"),
@@ -119,7 +154,7 @@ async fn replication_resumes_after_either_cluster_restarts() {
         .await
         .unwrap();
         std::mem::replace(node, restarted).stop().await;
-        let primary = admin_client(&c.primary.url());
+        let primary = admin_client(&c.config.primary.url);
         standby::demo::workload(
             &primary,
             &format!("after{round}"),
@@ -148,8 +183,8 @@ async fn replication_resumes_after_either_cluster_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_write_halts_with_a_divergence_report() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let ev = |ty: &str| standby::esdb::EventData::json(Uuid::new_v4(), ty, r#"{"a":1}"#);
     primary
         .append_events(
@@ -229,8 +264,8 @@ async fn a_prefix_applied_in_other_batches_is_skipped_not_divergence() {
     use standby::esdb::EventData;
     use standby::position::ExpectedVersion;
     let c = clusters(Ordering::Stream).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let events: Vec<EventData> = (0..4)
         .map(|i| EventData::json(Uuid::new_v4(), "E", format!(r#"{{"i":{i}}}"#).into_bytes()))
         .collect();
@@ -265,8 +300,8 @@ async fn a_prefix_hidden_by_max_count_is_proven_by_the_server_not_divergence() {
     use standby::esdb::EventData;
     use standby::position::ExpectedVersion;
     let c = clusters(Ordering::Stream).await;
-    let primary = admin_client(&c.primary.url());
-    let secondary = admin_client(&c.secondary.url());
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
     let meta_id = Uuid::new_v4();
     for side in [&primary, &secondary] {
         side.write_stream_metadata(
@@ -319,7 +354,7 @@ async fn replication_between_chunk_layout_nodes() {
     )
     .await
     .unwrap();
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let no_cancel = CancellationToken::new();
     standby::demo::workload(&primary, "early", 5_000, 100, 5, &no_cancel, |_| {})
         .await

@@ -56,7 +56,7 @@ async fn fresh_node(dir: &std::path::Path, secondary: bool) -> devnode::Node {
 }
 
 async fn write_events(c: &DemoClusters, stream: &str, ids: &[Uuid]) {
-    admin_client(&c.primary.url())
+    admin_client(&c.config.primary.url)
         .append_events(stream, &events(ids), ExpectedVersion::Any)
         .await
         .unwrap();
@@ -70,7 +70,7 @@ fn ids(n: usize) -> Vec<Uuid> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emptied_or_rebuilt_secondary_is_refused() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     write_events(&c, "a", &ids(200)).await;
     common::replicate_to_head(&c.config, &primary).await;
 
@@ -94,7 +94,7 @@ async fn an_emptied_or_rebuilt_secondary_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_checkpoint_older_than_its_copy_is_refused() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     write_events(&c, "a", &ids(50)).await;
     common::replicate_to_head(&c.config, &primary).await;
     let old = std::fs::read(&c.config.checkpoint.path).unwrap();
@@ -111,7 +111,7 @@ async fn a_local_checkpoint_older_than_its_copy_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_restored_from_an_older_backup_is_refused() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let written = ids(100);
     write_events(&c, "a", &written[..40]).await;
     write_events(&c, "a", &written[40..]).await;
@@ -135,7 +135,7 @@ async fn a_primary_restored_from_an_older_backup_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_database_with_the_same_first_event_is_refused() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     let written = ids(100);
     write_events(&c, "a", &written).await;
     common::replicate_to_head(&c.config, &primary).await;
@@ -169,7 +169,7 @@ async fn a_primary_whose_first_record_was_scavenged_is_the_same_database() {
     )
     .await
     .unwrap();
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     write_events(&c, "first", &ids(1)).await;
     primary
         .write_stream_metadata(
@@ -217,7 +217,7 @@ async fn a_primary_whose_first_record_was_scavenged_is_the_same_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_secondary_is_refused_while_the_primary_is_down() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     write_events(&c, "a", &ids(10)).await;
     common::replicate_to_head(&c.config, &primary).await;
     let report = standby::control::promote(
@@ -272,7 +272,7 @@ async fn a_promoted_secondary_is_refused_while_the_primary_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_hidden_by_metadata_before_the_checkpoint_are_no_reason_to_refuse() {
     let c = clusters(Ordering::Global).await;
-    let primary = admin_client(&c.primary.url());
+    let primary = admin_client(&c.config.primary.url);
     write_events(&c, "a", &ids(5)).await;
     primary
         .delete_stream("a", ExpectedVersion::Any, standby::esdb::DeleteMode::Soft)

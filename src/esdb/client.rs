@@ -132,6 +132,16 @@ impl Client {
         }
     }
 
+    /// The most data and metadata one append request may carry on this wire. AtomPub takes
+    /// large requests; gRPC servers refuse appends above `MaxAppendSize` (1 MiB by default), so
+    /// a request stays below it with room for the per-event fields.
+    pub fn max_append_bytes(&self) -> usize {
+        match self {
+            Client::Http(_) => 2 << 20,
+            Client::Grpc(_) => (1 << 20) - (64 << 10),
+        }
+    }
+
     /// The same node, without credentials: what an anonymous caller is allowed.
     pub fn anonymous(&self) -> Client {
         match self {
@@ -203,19 +213,73 @@ impl Client {
     ///
     /// As [`Client::read_all_forward`].
     pub async fn head(&self) -> Result<Position, Error> {
+        Ok(self.head_and_newest().await?.0)
+    }
+
+    /// [`Client::head`] with the timestamp of the newest record, as the server formats it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_all_forward`]; [`Error::Protocol`] when an AtomPub head page has no
+    /// usable `previous` link (contract §3.4).
+    pub async fn head_and_newest(&self) -> Result<(Position, Option<String>), Error> {
         let one = PageSize::new(1).expect("1 is a valid page size");
         let page = self
-            .read_all_backward(AllFrom::Head, one, &ReadOptions::default())
+            .read_all_backward(AllFrom::Head, one, &ReadOptions::embed(Embed::None))
             .await?;
-        Ok(match self {
+        let newest = page.entries.first().and_then(|e| match e {
+            Entry::Event(e) => e.updated.clone(),
+            Entry::Summary(s) => s.updated.clone(),
+        });
+        let head = match self {
             Client::Http(_) => page
                 .links
                 .previous
                 .as_deref()
                 .and_then(|uri| http::response::all_link_position(uri).ok().flatten()),
             Client::Grpc(_) => page.next,
+        };
+        match head {
+            Some(head) => Ok((head, newest)),
+            None if page.entries.is_empty() => Ok((Position::START, None)),
+            None => Err(Error::Protocol {
+                op: "read the head of $all",
+                endpoint: self.endpoint(),
+                detail: "the head page has no usable `previous` link; the server does not \
+                         follow the AtomPub contract (contract §3.4)"
+                    .to_owned(),
+            }),
         }
-        .unwrap_or(Position::START))
+    }
+
+    /// The record that starts exactly at `position`, when a record's own position (the gRPC
+    /// form of a resume point, prepare half > 0) names one. A backward read from a position
+    /// leaves out the record there; this is how to include it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::read_all_forward`].
+    pub async fn read_record_at(&self, position: Position) -> Result<Option<Entry>, Error> {
+        if position.prepare() == 0 {
+            return Ok(None);
+        }
+        let one = PageSize::new(1).expect("1 is a valid page size");
+        match self {
+            // AtomPub entries carry no `$all` position: the record read from a position is the
+            // one there when the position came from that record.
+            Client::Http(c) => Ok(c
+                .read_all_forward(position, one, &ReadOptions::embed(Embed::Rich))
+                .await?
+                .entries
+                .into_iter()
+                .next()),
+            Client::Grpc(c) => Ok(c
+                .read_all(ReadFrom::At(position), Direction::Forward, 1, None)
+                .await?
+                .into_iter()
+                .find(|e| e.position == position)
+                .map(|e| Entry::Event(e.event))),
+        }
     }
 
     /// Up to `count` records of `$all` before `from` (or the newest), newest first.
@@ -748,7 +812,22 @@ impl Client {
     pub async fn clock_offset_secs(&self) -> Result<Option<f64>, Error> {
         match self {
             Client::Http(c) => c.clock_offset_secs().await,
-            Client::Grpc(c) => c.clock_offset_secs().await,
+            // The node's HTTP face on the same address answers `/info` with its `Date`
+            // whether AtomPub is on or not; gRPC replies carry no clock.
+            Client::Grpc(c) => {
+                let settings = c.settings();
+                let Some(host) = settings.hosts.first() else {
+                    return Ok(None);
+                };
+                let scheme = if settings.tls { "https" } else { "http" };
+                let url = reqwest::Url::parse(&format!("{scheme}://{}:{}", host.host, host.port))
+                    .map_err(|e| Error::Config {
+                    detail: format!("{}: {e}", c.endpoint()),
+                })?;
+                let mut config = ClientConfig::new(url);
+                config.ca_file = settings.tls_ca_file.clone();
+                http::Client::new(config)?.clock_offset_secs().await
+            }
         }
     }
 }

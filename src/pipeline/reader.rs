@@ -130,9 +130,31 @@ impl Reader {
             };
             let mut live = false;
             let failure = loop {
-                let first = tokio::select! {
+                let waited = tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    m = subscription.next() => m,
+                    m = tokio::time::timeout(LONG_POLL, subscription.next()) => m,
+                };
+                let first = match waited {
+                    Ok(m) => m,
+                    // Quiet for a while: ask the primary something cheap, so that health knows
+                    // it answers (a subscription says nothing while nothing is written) and a
+                    // connection that died silently is noticed.
+                    Err(_) => match client
+                        .read_all(
+                            grpc::ReadFrom::End,
+                            crate::esdb::Direction::Backward,
+                            1,
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            self.shared.set_head(from, live);
+                            self.shared.health.caught_up(live);
+                            continue;
+                        }
+                        Err(e) => break Some(e),
+                    },
                 };
                 let mut events = Vec::new();
                 // `Some(None)`: the server ended the subscription; `Some(Some(e))`: it failed.
@@ -180,7 +202,7 @@ impl Reader {
                         plan::plan(events.into_iter().map(|e| e.event).collect(), &self.filter)
                             .map_err(|e| StageError::Unexpected(e.to_string()))?;
                     self.shared.set_head(end, at_head);
-                    self.shared.health.caught_up(false);
+                    self.shared.health.caught_up(at_head);
                     let batch = Batch {
                         plan,
                         end,

@@ -171,8 +171,11 @@ impl Resume<'_> {
             }
             Err(e) => return Err(e),
         };
+        // A checkpoint in the gRPC form is the last applied record's own position, which the
+        // backward read leaves out: check that record first.
+        let at = self.primary.read_record_at(position).await?;
         let mut checked = 0;
-        for event in page.entries.iter().filter_map(|e| e.as_event()) {
+        for event in at.iter().chain(&page.entries).filter_map(|e| e.as_event()) {
             let StreamKind::User(stream) = classify(&event.stream) else {
                 continue;
             };

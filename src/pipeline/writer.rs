@@ -467,7 +467,7 @@ impl Writer {
             let mut bytes = 0;
             while end < events.len()
                 && end - i < MAX_APPEND_EVENTS
-                && (end == i || bytes + size(&events[end]) <= MAX_APPEND_BYTES)
+                && (end == i || bytes + size(&events[end]) <= self.client.max_append_bytes())
             {
                 bytes += size(&events[end]);
                 end += 1;

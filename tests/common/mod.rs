@@ -71,12 +71,24 @@ pub fn client_config(node: &devnode::Node) -> standby::esdb::ClientConfig {
     config
 }
 
-/// Two dev nodes on disk, a checkpoint path and a configuration pointing at them.
+/// Two dev nodes on disk, a checkpoint path and a configuration pointing at them over gRPC,
+/// the default wire.
 pub async fn clusters(ordering: standby::config::Ordering) -> standby::demo::DemoClusters {
-    standby::demo::start_clusters(ordering)
+    clusters_on(standby::esdb::Wire::Grpc, ordering).await
+}
+
+/// As [`clusters`], with the configuration addressing both nodes over `wire`.
+pub async fn clusters_on(
+    wire: standby::esdb::Wire,
+    ordering: standby::config::Ordering,
+) -> standby::demo::DemoClusters {
+    standby::demo::start_clusters_on(wire, ordering, |config, _| config, None)
         .await
         .expect("dev nodes start")
 }
+
+/// Both wires, for the end-to-end tests that run on each.
+pub const WIRES: [standby::esdb::Wire; 2] = [standby::esdb::Wire::Grpc, standby::esdb::Wire::Http];
 
 /// An admin client for a dev node.
 pub fn admin_client(url: &str) -> standby::esdb::Client {
@@ -103,21 +115,29 @@ pub async fn verify(config: &standby::config::Config) -> standby::verify::Verify
 }
 
 /// Waits until `shared` reports the primary's current head as applied (the pipeline publishes
-/// the positions it reads and applies; this waits on them, not on time).
+/// the positions it reads and applies; this waits on them, not on time): nothing in the
+/// primary's `$all` lies after the applied position. Works whichever wire `primary` and the
+/// replicator speak: each reads the other's positions.
 pub async fn wait_applied_to_head(
     shared: &standby::pipeline::Shared,
     primary: &standby::esdb::Client,
     run: &tokio::task::JoinHandle<Result<standby::pipeline::Summary, standby::pipeline::RunError>>,
 ) {
     let head = standby::demo::primary_head(primary).await.unwrap();
+    let one = standby::esdb::PageSize::new(1).unwrap();
+    let options = standby::esdb::ReadOptions::default();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
         let p = shared.snapshot();
-        if p.positions
-            .applied
-            .is_some_and(|a| a.commit() >= head.commit())
-        {
-            return;
+        if let Some(applied) = p.positions.applied {
+            if applied.commit() >= head.commit()
+                || primary
+                    .read_all_forward(applied, one, &options)
+                    .await
+                    .is_ok_and(|page| page.entries.is_empty())
+            {
+                return;
+            }
         }
         assert!(!run.is_finished(), "replication stopped before catching up");
         assert!(
@@ -147,9 +167,9 @@ pub fn write_config_file(clusters: &standby::demo::DemoClusters) -> PathBuf {
              [secondary]\nurl = {:?}\nusername = {user:?}\npassword = {password:?}\n{}\n\
              [secondary.admin]\nusername = \"admin\"\npassword = \"changeit\"\n\n\
              [checkpoint]\npath = {:?}\n\n[replication]\nordering = {:?}\n",
-            clusters.primary.url(),
+            clusters.config.primary.url,
             ca(&clusters.config.primary),
-            clusters.secondary.url(),
+            clusters.config.secondary.url,
             ca(&clusters.config.secondary),
             clusters.config.checkpoint.path,
             match clusters.config.replication.ordering {
@@ -272,12 +292,21 @@ pub async fn replicate_to_head(
     };
     let head = standby::demo::primary_head(primary).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while shared
-        .snapshot()
-        .positions
-        .applied
-        .is_none_or(|a| a.commit() < head.commit())
-    {
+    let one = standby::esdb::PageSize::new(1).unwrap();
+    let options = standby::esdb::ReadOptions::default();
+    loop {
+        // Applied to the head: at or past it, or nothing in `$all` after what is applied (the
+        // two positions may be in the two wires' forms).
+        if let Some(a) = shared.snapshot().positions.applied {
+            if a.commit() >= head.commit()
+                || primary
+                    .read_all_forward(a, one, &options)
+                    .await
+                    .is_ok_and(|page| page.entries.is_empty())
+            {
+                break;
+            }
+        }
         if run.is_finished() {
             panic!("replication stopped: {:?}", run.await.unwrap().err());
         }

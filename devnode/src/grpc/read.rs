@@ -484,9 +484,10 @@ async fn subscribe_all(
     let mut caught_up = false;
     loop {
         changes.borrow_and_update();
-        let start = after.map_or(TfPos::new(0, 0), |p| {
-            TfPos::new(p.commit.saturating_add(1), 0)
-        });
+        // From the commit position itself: a subscription from (C, 0), the post-position form
+        // AtomPub pages hand out, must deliver the record at C (it is after (C, 0)); the check
+        // below skips what is at or before `after` (`Enumerator.AllSubscription.cs`).
+        let start = after.map_or(TfPos::new(0, 0), |p| TfPos::new(p.commit, 0));
         let slice = store.read_all_forward(start, MAX_PAGE_SIZE, plan.resolve);
         for e in &slice.events {
             let rec = e.original();

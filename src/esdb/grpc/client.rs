@@ -376,15 +376,6 @@ impl Client {
         })
     }
 
-    /// The node's clock is not read over gRPC: `None`.
-    ///
-    /// # Errors
-    ///
-    /// None today; the signature matches the AtomPub wire's.
-    pub async fn clock_offset_secs(&self) -> Result<Option<f64>, Error> {
-        Ok(None)
-    }
-
     fn deadline(&self) -> Option<Duration> {
         self.deadline.or(self.inner.settings.default_deadline)
     }
