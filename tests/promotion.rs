@@ -777,6 +777,7 @@ async fn a_switchover_killed_while_promoting_is_finished_by_a_rerun() {
     let (_shared, stop_run, run) = start_run(&c.config);
     // The credential cache keeps the replication user: the promotion's fence proof waits.
     c.secondary.hold_credential_poll(true);
+    let settings_before = secondary.read_settings().await.unwrap();
     let config_file = write_config_file(&c);
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_standby"))
         .args(["switchover", "--timeout", "60", "--config"])
@@ -788,11 +789,12 @@ async fn a_switchover_killed_while_promoting_is_finished_by_a_rerun() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap().to_string();
-    // The promotion has begun once the replication user is disabled.
+    // The promotion waits for its fence proof once the replication user is disabled and the
+    // secondary's $settings are closed.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Lookup::Found(user) = secondary.get_user(REPLICATOR.0).await.unwrap() {
-            if user.disabled {
+            if user.disabled && secondary.read_settings().await.unwrap() != settings_before {
                 break;
             }
         }
