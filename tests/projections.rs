@@ -40,7 +40,9 @@ fn all_records(node: &devnode::Node) -> Vec<(String, String, String, Uuid)> {
 }
 
 /// Link targets of the projection streams `$ce-<prefix>` and `$et-OrderPlaced` of one side.
-fn links(records: &[(String, String, String, Uuid)], prefix: &str) -> BTreeMap<String, Vec<String>> {
+type Records = [(String, String, String, Uuid)];
+
+fn links(records: &Records, prefix: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (stream, ty, data, _) in records {
         if ty == "$>" && (stream == &format!("$ce-{prefix}") || stream == "$et-OrderPlaced") {
@@ -74,7 +76,10 @@ async fn replication_between_nodes_running_system_projections() {
     let live = standby::demo::workload(&primary, "live", 3_000, 60, 7, &no_cancel, |_| {})
         .await
         .unwrap();
-    assert!(live.links > 0 && live.soft_deletes > 0 && live.hard_deletes > 0, "{live:?}");
+    assert!(
+        live.links > 0 && live.soft_deletes > 0 && live.hard_deletes > 0,
+        "{live:?}"
+    );
     // The primary's projections write behind the log: replicate up to a head that holds all of
     // their links, so the replicator has read past every projection record.
     c.primary.projections_caught_up().await;
@@ -88,13 +93,26 @@ async fn replication_between_nodes_running_system_projections() {
     collect(&primary, Position::START, None, &mut on_primary).await;
     collect(&secondary, Position::START, None, &mut on_secondary).await;
     let distinct: HashSet<Uuid> = on_secondary.iter().copied().collect();
-    assert_eq!(distinct.len(), on_secondary.len(), "a user event was copied twice");
+    assert_eq!(
+        distinct.len(),
+        on_secondary.len(),
+        "a user event was copied twice"
+    );
     let mut a = on_primary.clone();
     let mut b = on_secondary.clone();
     a.sort();
     b.sort();
-    assert_eq!(a.len(), b.len(), "user events: primary {} secondary {}", a.len(), b.len());
-    assert!(a == b, "the secondary holds other user events than the primary");
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "user events: primary {} secondary {}",
+        a.len(),
+        b.len()
+    );
+    assert!(
+        a == b,
+        "the secondary holds other user events than the primary"
+    );
 
     // No projection record crossed: none of the primary's `$`-stream records is on the secondary.
     let primary_all = all_records(&c.primary);
@@ -112,7 +130,10 @@ async fn replication_between_nodes_running_system_projections() {
     for prefix in ["early", "live"] {
         let p = links(&primary_all, prefix);
         let s = links(&secondary_all, prefix);
-        assert!(!p.is_empty() && p.values().all(|v| !v.is_empty()), "{prefix}: {p:?}");
+        assert!(
+            !p.is_empty() && p.values().all(|v| !v.is_empty()),
+            "{prefix}: {p:?}"
+        );
         for (stream, targets) in &p {
             let mut want = targets.clone();
             let mut got = s.get(stream).cloned().unwrap_or_default();

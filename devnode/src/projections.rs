@@ -7,8 +7,9 @@
 //!   stopped: `KurrentDB.Projections.Management/Services/Management/ProjectionManager.cs`
 //!   (`CreateSystemProjections`, `WriteProjectionsInitialized`, `PostNewProjections`),
 //!   `KurrentDB.Projections.Management/ProjectionsSubsystem.cs` (`--start-standard-projections`
-//!   enables them when it finds them stopped), `KurrentDB.Core/Configuration/ClusterVNodeOptions.cs`
-//!   (`RunProjections` defaults to `None`, `StartStandardProjections` to `false`);
+//!   enables them when it finds them stopped),
+//!   `KurrentDB.Core/Configuration/ClusterVNodeOptions.cs` (`RunProjections` defaults to
+//!   `None`, `StartStandardProjections` to `false`);
 //! * what each writes: `KurrentDB.Projections.V1/Standard/IndexStreams.cs` (`$streams`),
 //!   `CategorizeStreamByPath.cs` (`$category-*`), `CategorizeEventsByStreamPath.cs` (`$ce-*`),
 //!   `IndexEventsByEventType.cs` (`$et-*` and its `$et` checkpoints), `ByCorrelationId.cs`
@@ -19,10 +20,12 @@
 //!   streams; links only for projections that include them) and `Strategies/ReaderStrategy.cs`
 //!   (links are not resolved; deleted-stream events pass);
 //! * the record format: `Emitting/EmittedStream.cs` (a new emitted stream gets its metadata
-//!   first: `$acl` with `$r`/`$mr` `$all`; event metadata is the caused-by checkpoint tag plus
-//!   `$causedBy` and `$correlationId`), `Emitting/EmittedEvents/EmittedLinkToWithRecategorization.cs`
-//!   (`$o`, `$deleted`), `KurrentDB.Projections.Shared/Services/Processing/Checkpointing/CheckpointTag.cs`
-//!   (`$v` = `id:epoch:version:subsystem`, `$c`, `$p`), `ProjectionConstants.cs` (subsystem 4),
+//!   first: `$acl` with `$r`/`$mr` `$all`, no `$maxCount`/`$maxAge` as the standard handlers pass
+//!   no stream metadata, `Checkpointing/ProjectionCheckpoint.cs`; event metadata is the caused-by
+//!   checkpoint tag, then `$causedBy` and `$correlationId`),
+//!   `Emitting/EmittedEvents/EmittedLinkToWithRecategorization.cs` (`$o`, `$deleted`),
+//!   `KurrentDB.Projections.Shared/Services/Processing/Checkpointing/CheckpointTag.cs` (`$v` =
+//!   `id:epoch:version:subsystem`, `$c`, `$p`), `ProjectionConstants.cs` (subsystem 4),
 //!   `Checkpointing/CoreProjectionCheckpointWriter.cs` (`$projections-<name>-checkpoint`: its
 //!   metadata `$maxCount` 2 and admin ACL, `$ProjectionCheckpoint` events),
 //!   `KurrentDB.Projections.Shared/Common/ProjectionConsts.cs` (checkpoint after 4000 handled
@@ -78,7 +81,7 @@ const PARTITION_CHECKPOINT: &str = "$Checkpoint";
 const PROJECTION_CHECKPOINT: &str = "$ProjectionCheckpoint";
 
 /// The standard projections in the order `CreateSystemProjections` posts them: their
-/// `$ProjectionCreated` events take event numbers 1–5 of `$projections-$all`, which are their ids.
+/// `$ProjectionCreated` events take event numbers 1–5 of `$projections-$all`: their ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Streams,
@@ -553,7 +556,11 @@ impl Engine {
                     AppendResult::Written { .. } | AppendResult::Idempotent { .. } => {}
                     other => {
                         // The server faults the projection ("written to from the outside").
-                        tracing::warn!(%stream, result = ?other, "projections: cannot write an emitted stream");
+                        tracing::warn!(
+                            %stream,
+                            result = ?other,
+                            "projections: cannot write an emitted stream"
+                        );
                     }
                 }
                 events = rest;
@@ -589,7 +596,10 @@ impl Engine {
             if !r.checkpoint_meta_written {
                 let meta = json!({
                     "$maxCount": 2,
-                    "$acl": { "$r": "$admins", "$w": "$admins", "$d": "$admins", "$mr": "$all", "$mw": "$admins" }
+                    "$acl": {
+                        "$r": "$admins", "$w": "$admins", "$d": "$admins",
+                        "$mr": "$all", "$mw": "$admins"
+                    }
                 })
                 .to_string();
                 let ev = raw_event("$metadata", true, Bytes::from(meta), Bytes::new());

@@ -76,7 +76,10 @@ async fn links_for_user_events_in_the_server_format() {
     let (node, api) = start(NodeConfig::memory().system_projections()).await;
     let (a, b) = (new_id(), new_id());
     let body = json!([
-        { "eventId": a, "eventType": "OrderPlaced", "data": {"n": 1}, "metadata": {"$correlationId": "corr-1"} },
+        {
+            "eventId": a, "eventType": "OrderPlaced", "data": {"n": 1},
+            "metadata": {"$correlationId": "corr-1"}
+        },
         { "eventId": b, "eventType": "OrderShipped", "data": {"n": 2} },
     ]);
     assert_eq!(api.append("order-1", None, &body).await.status, 201);
