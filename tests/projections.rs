@@ -52,15 +52,11 @@ fn links(records: &Records, prefix: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication_between_nodes_running_system_projections() {
-    let c = standby::demo::start_clusters_with(
-        Ordering::Global,
-        |config, _| config.system_projections(),
-        None,
-    )
-    .await
-    .unwrap();
+async fn replication_between_nodes_running_system_projections(ordering: Ordering) {
+    let c =
+        standby::demo::start_clusters_with(ordering, |config, _| config.system_projections(), None)
+            .await
+            .unwrap();
     let primary = admin_client(&c.primary.url());
     let secondary = admin_client(&c.secondary.url());
     let no_cancel = CancellationToken::new();
@@ -145,6 +141,16 @@ async fn replication_between_nodes_running_system_projections() {
 
     // And verify, which reads user streams only, reports equal.
     let report = verify(&c.config).await;
-    assert!(report.equal, "{report}");
+    assert!(report.equal, "{ordering:?}: {report}");
     assert!(report.events_compared > 1_000, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_projections_on_both_sides_in_global_order() {
+    replication_between_nodes_running_system_projections(Ordering::Global).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_projections_on_both_sides_in_stream_order() {
+    replication_between_nodes_running_system_projections(Ordering::Stream).await;
 }
