@@ -120,6 +120,55 @@ pub enum Storage {
     Chunks { dir: PathBuf, chunk_size: u32 },
 }
 
+/// `--run-projections` (the server's `ProjectionType`; `ClusterVNodeOptions.ProjectionOptions`):
+/// whether the node runs its projection subsystem. The server's default is `None`. `All` (user
+/// projections too) is not modelled: the dev node has no user projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RunProjections {
+    /// No projection subsystem: nothing is written on its behalf (the server's default).
+    #[default]
+    None,
+    /// The system projections (`$streams`, `$stream_by_category`, `$by_category`,
+    /// `$by_event_type`, `$by_correlation_id`) are registered, and run when enabled (see
+    /// [`NodeConfig::start_standard_projections`]); see `crate::projections`.
+    System,
+}
+
+impl RunProjections {
+    /// The spelling the CLI accepts and `/info` reports (`None`, `System`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunProjections::None => "None",
+            RunProjections::System => "System",
+        }
+    }
+}
+
+impl fmt::Display for RunProjections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunProjections {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(RunProjections::None),
+            "system" => Ok(RunProjections::System),
+            "all" => Err(
+                "--run-projections all (user projections) is not modelled by the dev \
+                          node; use system"
+                    .to_owned(),
+            ),
+            other => Err(format!(
+                "unknown projection mode '{other}' (expected none or system)"
+            )),
+        }
+    }
+}
+
 /// The server's default chunk size, 256 MiB (`TFConsts.ChunkSize`).
 pub const DEFAULT_CHUNK_SIZE: u32 = 256 * 1024 * 1024;
 
@@ -168,6 +217,12 @@ pub struct NodeConfig {
     /// Write what a real node writes on its own: `admin` and `ops` at the first start, an
     /// `$epoch-information` event at every start (21.10+), so the log is never empty.
     pub server_records: bool,
+    /// `--run-projections`: [`RunProjections::None`] by default, as on the server.
+    pub run_projections: RunProjections,
+    /// `--start-standard-projections`: enable the system projections the first time the
+    /// subsystem finds them stopped (off by default, as on the server: registered projections
+    /// stay stopped and write no links until enabled).
+    pub start_standard_projections: bool,
 }
 
 impl NodeConfig {
@@ -183,6 +238,8 @@ impl NodeConfig {
             fsync: false,
             user_management: true,
             server_records: true,
+            run_projections: RunProjections::None,
+            start_standard_projections: false,
         }
     }
 
@@ -255,6 +312,28 @@ impl NodeConfig {
         self
     }
 
+    /// `--run-projections`: with [`RunProjections::System`] the node registers the system
+    /// projections at start (`$projections-*` streams) and runs those that are enabled, writing
+    /// their link events behind the log as the server does (`crate::projections`).
+    pub fn run_projections(mut self, mode: RunProjections) -> Self {
+        self.run_projections = mode;
+        self
+    }
+
+    /// `--start-standard-projections`: enable the system projections at start (the server's
+    /// option of that name; off by default, when registered projections stay stopped).
+    pub fn start_standard_projections(mut self, on: bool) -> Self {
+        self.start_standard_projections = on;
+        self
+    }
+
+    /// Both of the above: system projections registered and running, as a production node run
+    /// with `--run-projections=System --start-standard-projections=true` (or `All`).
+    pub fn system_projections(self) -> Self {
+        self.run_projections(RunProjections::System)
+            .start_standard_projections(true)
+    }
+
     /// Adds a user; a login that already exists is replaced.
     pub fn user(mut self, u: User) -> Self {
         self.users.retain(|x| x.login != u.login);
@@ -294,6 +373,20 @@ mod tests {
         assert_eq!("v26".parse::<Profile>().unwrap(), Profile::V26);
         assert!("v6".parse::<Profile>().is_err());
         assert_eq!(Profile::default(), Profile::V26);
+    }
+
+    #[test]
+    fn projection_modes_parse() {
+        assert_eq!(
+            "none".parse::<RunProjections>().unwrap(),
+            RunProjections::None
+        );
+        assert_eq!(
+            "System".parse::<RunProjections>().unwrap(),
+            RunProjections::System
+        );
+        assert!("all".parse::<RunProjections>().is_err());
+        assert_eq!(RunProjections::default(), RunProjections::None);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! * `auth` – Basic credentials → principal, shared by both fronts.
 //! * `grpc` – the gRPC front (v1 Streams, Users, Gossip, ServerFeatures; docs/grpc.md), served
 //!   on the HTTP port beside the AtomPub API.
+//! * [`projections`] – the system projections (`--run-projections system`): `$streams`, `$ce-*`,
+//!   `$et-*`, `$category-*`, `$bc-*` link events written behind the log through the store.
 //! * [`http`] – the protocol front: routing on raw paths, content negotiation, feed rendering,
 //!   append parsing, reason phrases; and [`Node`], which runs it.
 //!
@@ -20,10 +22,11 @@ mod auth;
 pub mod config;
 mod grpc;
 pub mod http;
+pub mod projections;
 pub mod store;
 pub mod tls;
 
-pub use config::{NodeConfig, Profile, Security, Storage, User};
+pub use config::{NodeConfig, Profile, RunProjections, Security, Storage, User};
 pub use http::Node;
 pub use tls::{DevCerts, SecurityError};
 

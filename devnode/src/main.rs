@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use devnode::{DevCerts, Node, NodeConfig, Profile, Storage, User};
+use devnode::{DevCerts, Node, NodeConfig, Profile, RunProjections, Storage, User};
 
 /// An Event Store–compatible AtomPub HTTP node for tests and demos (not a production database).
 #[derive(Debug, Parser)]
@@ -54,6 +54,15 @@ struct Cli {
     /// clients wrote.
     #[arg(long)]
     no_server_records: bool,
+    /// The projection subsystem: `none` (the server's default) or `system` (the system
+    /// projections are registered at start and, once enabled, write `$streams`, `$ce-*`, `$et-*`,
+    /// `$category-*` and `$bc-*` links behind the log; see docs/devnode.md).
+    #[arg(long, value_name = "MODE", default_value = "none")]
+    run_projections: RunProjections,
+    /// Enable the system projections at start (as the server's option; without it they are
+    /// registered stopped and write no links).
+    #[arg(long)]
+    start_standard_projections: bool,
     /// Answer every request "not ready" (HTTP 503 with Retry-After, gRPC UNAVAILABLE) for this
     /// many seconds after start, as a node does while it starts or elects a leader.
     #[arg(long, value_name = "SECS")]
@@ -133,7 +142,10 @@ async fn main() -> ExitCode {
     if cli.external_users {
         cfg = cfg.external_users();
     }
-    cfg = cfg.server_records(!cli.no_server_records);
+    cfg = cfg
+        .server_records(!cli.no_server_records)
+        .run_projections(cli.run_projections)
+        .start_standard_projections(cli.start_standard_projections);
     let (cli_not_ready, cli_latency) = (cli.not_ready_secs, cli.latency_ms);
     if cli.disable_tls {
         cfg = cfg.disable_tls();

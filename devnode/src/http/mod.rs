@@ -64,6 +64,8 @@ pub(crate) struct App {
     pub write_timeouts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// Faults that hold for every request: not ready, added latency.
     pub faults: Faults,
+    /// `--run-projections`, reported by `/info`.
+    pub run_projections: crate::config::RunProjections,
 }
 
 /// Faults a whole node shows, set through [`Node`] by tests and by `devnode` flags.
@@ -111,6 +113,8 @@ pub struct Node {
     scheme: &'static str,
     app: Arc<App>,
     server: JoinHandle<()>,
+    /// The system projections' worker, when they run.
+    projections: Option<crate::projections::Worker>,
 }
 
 /// What the node serves, decided from the profile and [`Security`] before anything else starts,
@@ -192,6 +196,7 @@ impl Node {
             epoch_id: Uuid::new_v4(),
             write_timeouts: Default::default(),
             faults: Faults::default(),
+            run_projections: cfg.run_projections,
         });
         // What a real node writes when it starts: the default accounts at the first start, and
         // an `$epoch-information` event at every start (21.10+), so no log is ever empty.
@@ -203,6 +208,15 @@ impl Node {
             app.store
                 .write_epoch_information(app.instance_id, &feed::format_time(Some(now)))?;
         }
+        // The projection subsystem starts once the node leads: it registers the system
+        // projections and runs those enabled, behind the log (`crate::projections`).
+        let projections = crate::projections::start(
+            app.store.clone(),
+            cfg.run_projections,
+            cfg.start_standard_projections,
+            cfg.profile,
+            app.shutdown.clone(),
+        )?;
         let router = crate::grpc::front(
             app.clone(),
             Router::new()
@@ -251,6 +265,7 @@ impl Node {
             scheme,
             app,
             server,
+            projections,
         })
     }
 
@@ -344,6 +359,15 @@ impl Node {
         self.app.store.scavenge(&opts)
     }
 
+    /// Returns when the running system projections have processed every record written before
+    /// the call (at once when none run). Their links are written behind the log (see
+    /// [`crate::projections::LAG`]): tests wait here, or for the link itself, never on a sleep.
+    pub async fn projections_caught_up(&self) {
+        if let Some(w) = &self.projections {
+            w.caught_up().await;
+        }
+    }
+
     /// The storage core (for in-process inspection by tests).
     pub fn store(&self) -> Arc<Store> {
         self.app.store.clone()
@@ -361,6 +385,10 @@ impl Node {
             tracing::warn!("connections still open after 5 s; aborting them");
             server.abort();
             let _ = server.await;
+        }
+        if let Some(w) = self.projections {
+            // Stopping projections write a checkpoint at their position first.
+            w.stopped().await;
         }
         self.app.closed.store(true, Ordering::SeqCst);
         if let Err(e) = self.app.store.close() {

@@ -28,7 +28,11 @@ fn version(p: Profile) -> &'static str {
 pub(super) fn info(ctx: &Ctx) -> Reply {
     let w = ctx.wire();
     let v = if w.is_v5() {
-        json!({ "esVersion": version(w.profile), "state": "master", "projectionsMode": "None" })
+        json!({
+            "esVersion": version(w.profile),
+            "state": "master",
+            "projectionsMode": ctx.app.run_projections.as_str()
+        })
     } else {
         // Insecure mode: the passthrough provider's type and no user management
         // (the server's `ClusterVNode.cs`, the `/info` features).
@@ -42,7 +46,8 @@ pub(super) fn info(ctx: &Ctx) -> Reply {
         json!({
             "esVersion": version(w.profile),
             "state": "leader",
-            "features": { "projections": false, "userManagement": users, "atomPub": true },
+            "features": {
+                "projections": ctx.app.run_projections != crate::config::RunProjections::None, "userManagement": users, "atomPub": true },
             "authentication": { "type": auth, "properties": null }
         })
     };
