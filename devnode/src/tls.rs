@@ -232,6 +232,8 @@ impl TlsListener {
                         }
                     },
                 };
+                // As the plaintext listener: Nagle off, as Kestrel.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {

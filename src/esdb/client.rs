@@ -12,7 +12,9 @@
 //! prepare half 0 ("(C, 0)"); no record sits there, so the read includes everything from it. The
 //! gRPC wire continues from the last record delivered, its own position ("(C, P)", P > 0), which
 //! the read then leaves out. Either form is a valid resume point on either wire, so a checkpoint
-//! written over one wire resumes over the other with nothing lost and nothing repeated.
+//! written over one wire resumes over the other with nothing lost and nothing repeated. Positions
+//! this face hands out keep to these two forms: [`Client::head`] over AtomPub, whose link says
+//! (C, C), answers (C, 0).
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -232,11 +234,15 @@ impl Client {
             Entry::Summary(s) => s.updated.clone(),
         });
         let head = match self {
+            // The head page's `previous` link names the end of the log as (C, C); in the form
+            // of forward pages, (C, 0), it cannot be taken for a record's own position, which
+            // a read would leave out (see the module docs).
             Client::Http(_) => page
                 .links
                 .previous
                 .as_deref()
-                .and_then(|uri| http::response::all_link_position(uri).ok().flatten()),
+                .and_then(|uri| http::response::all_link_position(uri).ok().flatten())
+                .and_then(|p| Position::new(p.commit(), 0)),
             Client::Grpc(_) => page.next,
         };
         match head {

@@ -243,6 +243,14 @@ impl Node {
                 })
             }
             None => tokio::spawn(async move {
+                // Kestrel, the real server's HTTP stack, sends with Nagle off
+                // (`SocketTransportOptions.NoDelay` defaults to true); with it on, the separate
+                // HEADERS, DATA and trailer frames of a gRPC answer wait for the client's
+                // delayed ACK, up to 40 ms a call.
+                use axum::serve::ListenerExt;
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let res = axum::serve(listener, router)
                     .with_graceful_shutdown(async move { token.cancelled().await })
                     .await;
