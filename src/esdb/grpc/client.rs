@@ -368,9 +368,10 @@ impl Client {
             .as_ref()
             .map_or("admin", |c| c.username.as_str());
         Ok(match self.user(login).await {
-            Err(Error::Rejected { code, .. }) if code == "Unimplemented" => {
-                Security::External { tls }
-            }
+            Err(Error::Rejected {
+                code: "Unimplemented",
+                ..
+            }) => Security::External { tls },
             _ if tls => Security::Secure,
             _ => Security::PlaintextWithAuth,
         })
