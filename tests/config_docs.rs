@@ -17,8 +17,9 @@ fn the_compose_config_is_valid() {
     let (path, text) = repo_file("config/compose.toml");
     let config = Config::from_parts(&path, &text, std::iter::empty())
         .unwrap_or_else(|e| panic!("config/compose.toml: {e}"));
-    assert_eq!(config.primary.url, "https://primary:2113");
-    assert_eq!(config.secondary.url, "https://secondary:2113");
+    // gRPC: the compose file leaves AtomPub off, as the server's default.
+    assert_eq!(config.primary.url, "kurrentdb://primary:2113");
+    assert_eq!(config.secondary.url, "kurrentdb://secondary:2113");
     assert_eq!(config.primary.username.as_deref(), Some("admin"));
     // The replication user is not the admin: promotion must be able to fence it.
     assert_eq!(config.secondary.username.as_deref(), Some("replicator"));
@@ -75,7 +76,13 @@ fn the_local_dev_node_config_of_the_readme_is_valid() {
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .unwrap();
     for url in [&config.primary.url, &config.secondary.url] {
-        let port = url.rsplit(':').next().unwrap();
+        let port = url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split(['?', '/'])
+            .next()
+            .unwrap();
         assert!(
             readme.contains(&format!("127.0.0.1:{port}")),
             "README starts a node on {url}"

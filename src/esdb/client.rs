@@ -405,9 +405,7 @@ impl Client {
             Client::Http(c) => c.read_record_raw(stream, revision).await,
             Client::Grpc(c) => Ok(
                 match grpc_one(c, stream, StreamFrom::Revision(revision)).await? {
-                    Lookup::Found(Some(e)) if e.event.revision == revision => {
-                        Lookup::Found(e.data().clone())
-                    }
+                    Lookup::Found(Some(e)) => Lookup::Found(e.data().clone()),
                     Lookup::Found(_) | Lookup::NotFound => Lookup::NotFound,
                     Lookup::Deleted => Lookup::Deleted,
                 },
@@ -838,7 +836,9 @@ impl Client {
     }
 }
 
-/// One event of `stream` at `at` (`Found(None)`: the stream has no event there).
+/// One event of `stream` at `at` (`Found(None)`: the stream has no event there). A read from a
+/// number returns the first visible event at or after it, so an event hidden by a truncation
+/// or a soft delete would answer with a later one: only that exact number counts.
 async fn grpc_one(
     c: &grpc::Client,
     stream: &str,
@@ -850,7 +850,12 @@ async fn grpc_one(
     };
     Ok(c.read_stream(stream, start, direction, 1)
         .await?
-        .map(|mut events| events.pop()))
+        .map(|mut events| {
+            events.pop().filter(|e| match at {
+                StreamFrom::Revision(r) => e.event.revision == r,
+                StreamFrom::Head => true,
+            })
+        }))
 }
 
 /// What an append over gRPC answers, in the shape of an AtomPub one: the number of the first
