@@ -224,7 +224,7 @@ async fn check_pair(
     Vec<(String, String, String)>,
 ) {
     let certs = common::dev_certs();
-    let c = standby::demo::start_clusters_with(
+    let c = common::start_clusters_with(
         Ordering::Global,
         |config, is_secondary| {
             let config = if tls {

@@ -53,10 +53,9 @@ fn links(records: &Records, prefix: &str) -> BTreeMap<String, Vec<String>> {
 }
 
 async fn replication_between_nodes_running_system_projections(ordering: Ordering) {
-    let c =
-        standby::demo::start_clusters_with(ordering, |config, _| config.system_projections(), None)
-            .await
-            .unwrap();
+    let c = common::start_clusters_with(ordering, |config, _| config.system_projections(), None)
+        .await
+        .unwrap();
     let primary = admin_client(&c.primary.url());
     let secondary = admin_client(&c.secondary.url());
     let no_cancel = CancellationToken::new();

@@ -1107,7 +1107,7 @@ async fn promotion_refuses_when_the_replication_user_stays_cached() {
 /// run with authentication.
 async fn tls_clusters() -> DemoClusters {
     let certs = common::dev_certs();
-    standby::demo::start_clusters_with(
+    common::start_clusters_with(
         Ordering::Global,
         |config, _| {
             config
@@ -1135,7 +1135,7 @@ async fn promotion_proves_the_fence_against_a_zombie_replicator_over_tls() {
 /// `promote` refuses it (exit 3, nothing promoted); with `--unfenced` it promotes and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_refuses_an_insecure_secondary_unless_told_it_is_unfenced() {
-    let c = standby::demo::start_clusters_with(
+    let c = common::start_clusters_with(
         Ordering::Global,
         |config, secondary| {
             if secondary {
@@ -1203,7 +1203,7 @@ async fn promote_refuses_an_insecure_secondary_unless_told_it_is_unfenced() {
 /// with it, the report lists exactly the streams it can still write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_names_the_streams_whose_acl_still_admits_an_external_replication_user() {
-    let mut c = standby::demo::start_clusters_with(
+    let mut c = common::start_clusters_with(
         Ordering::Global,
         |config, secondary| {
             if secondary {
@@ -1272,7 +1272,7 @@ async fn promote_names_the_streams_whose_acl_still_admits_an_external_replicatio
 /// since v20) and a member of `$admins`. Nothing is written to the secondary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_refuses_an_admin_as_the_replication_user() {
-    let c = standby::demo::start_clusters_with(
+    let c = common::start_clusters_with(
         Ordering::Global,
         |config, secondary| {
             if secondary {

@@ -345,7 +345,7 @@ async fn a_prefix_hidden_by_max_count_is_proven_by_the_server_not_divergence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_between_chunk_layout_nodes() {
     let dirs = std::sync::Mutex::new(Vec::new());
-    let c = standby::demo::start_clusters_with(
+    let c = common::start_clusters_with(
         Ordering::Global,
         |config, _| {
             let config = config.chunk_layout(256 * 1024);

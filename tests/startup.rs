@@ -162,7 +162,7 @@ async fn another_database_with_the_same_first_event_is_refused() {
 async fn a_primary_whose_first_record_was_scavenged_is_the_same_database() {
     // A log whose first record is a user event a scavenge can remove (a real node's own first
     // records are accounts, which stay; the dev node leaves them out here).
-    let c = standby::demo::start_clusters_with(
+    let c = common::start_clusters_with(
         Ordering::Global,
         |config, _| config.server_records(false),
         None,

@@ -71,10 +71,29 @@ pub fn client_config(node: &devnode::Node) -> standby::esdb::ClientConfig {
     config
 }
 
-/// Two dev nodes on disk, a checkpoint path and a configuration pointing at them over gRPC,
-/// the default wire.
+/// The wire of the end-to-end tests: gRPC, the default, or AtomPub with
+/// `E2E_WIRE=http` (CI runs the fencing, crash and lease tests that way too).
+pub fn wire() -> standby::esdb::Wire {
+    match std::env::var("E2E_WIRE").as_deref() {
+        Ok("http") => standby::esdb::Wire::Http,
+        Ok("grpc") | Err(_) => standby::esdb::Wire::Grpc,
+        Ok(other) => panic!("E2E_WIRE={other:?}: use grpc or http"),
+    }
+}
+
+/// Two dev nodes on disk, a checkpoint path and a configuration pointing at them over
+/// [`wire`].
 pub async fn clusters(ordering: standby::config::Ordering) -> standby::demo::DemoClusters {
-    clusters_on(standby::esdb::Wire::Grpc, ordering).await
+    clusters_on(wire(), ordering).await
+}
+
+/// [`standby::demo::start_clusters_with`] over [`wire`].
+pub async fn start_clusters_with(
+    ordering: standby::config::Ordering,
+    adjust: impl Fn(devnode::NodeConfig, bool) -> devnode::NodeConfig,
+    ca_file: Option<PathBuf>,
+) -> Result<standby::demo::DemoClusters, String> {
+    standby::demo::start_clusters_on(wire(), ordering, adjust, ca_file).await
 }
 
 /// As [`clusters`], with the configuration addressing both nodes over `wire`.
