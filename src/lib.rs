@@ -1,12 +1,12 @@
 //! `standby` keeps a warm standby Event Store (EventStoreDB / KurrentDB) cluster in step with a
-//! primary cluster over the AtomPub HTTP API, and promotes it on an operator's command.
+//! primary cluster, over gRPC or the AtomPub HTTP API, and promotes it on an operator's command.
 //!
 //! # Architecture
 //!
 //! ```text
 //!            primary cluster                                   standby cluster
-//!                  │  GET /streams/$all/{pos}/forward/{n}            ▲  POST /streams/{s}
-//!                  ▼                                                 │  (original ids, exact
+//!                  │  $all subscription (gRPC)                       ▲  Append (gRPC) or POST
+//!                  │  or pages (AtomPub)                             │  (original ids, exact
 //!   esdb::Client ──► pipeline::reader ──mpsc──► pipeline::writer ────┘   expected versions)
 //!                                                      │ watch<Position>
 //!                                                      ▼
@@ -18,9 +18,10 @@
 //! * [`position`]: typed numbers: `$all` [`Position`](position::Position), stream revisions,
 //!   expected/current versions, log positions, the fencing [`Epoch`](position::Epoch). No raw
 //!   integer crosses a module boundary where one of these fits.
-//! * [`esdb`]: the Event Store HTTP client: requests, pure response decoders, wire DTOs, domain
-//!   results, [`esdb::Error`] with `is_transient()`; and in [`esdb::grpc`] the gRPC client
-//!   (connection strings, discovery, leader redirects), not yet used by the pipeline.
+//! * [`esdb`]: [`esdb::Client`], the one face of a node, with an arm per wire picked by the
+//!   address: [`esdb::http`] (AtomPub: requests, pure response decoders, wire DTOs) and
+//!   [`esdb::grpc`] (connection strings, discovery, leader redirects); the values both speak, and
+//!   [`esdb::Error`] with `is_transient()`.
 //! * [`pipeline`]: the start-up checks, then reader → bounded channel → writer → checkpointer,
 //!   and the shutdown order. [`pipeline::plan`] says what each `$all` record becomes.
 //! * [`checkpoint`]: the versioned, checksummed checkpoint file with atomic replace.
@@ -29,7 +30,8 @@
 //! * [`verify`], [`status`]: read-only comparisons and reports.
 //! * [`backup`]: file-level backup of a node's database directory; so far `verify-backup`, on
 //!   the `layout` crate.
-//! * [`config`], [`metrics`], [`serve`], [`progress`], [`retry`], [`exit`]: operations.
+//! * [`config`], [`metrics`], [`serve`], [`progress`], [`retry`], [`exit`], [`clock`]:
+//!   operations.
 //! * [`demo`], [`bench`]: the embedded default and the benchmarks, on in-process dev nodes.
 
 pub mod backup;
