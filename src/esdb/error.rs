@@ -3,7 +3,7 @@
 //!
 //! Expected conditions are *not* errors: a missing or hard-deleted stream on a read is a
 //! [`Lookup`](super::page::Lookup) value, a repeated hard delete is a
-//! [`DeleteOutcome`](super::response::DeleteOutcome). Error texts name the likely fix. No variant
+//! [`DeleteOutcome`](super::types::DeleteOutcome). Error texts name the likely fix. No variant
 //! ever carries a password.
 
 use std::time::Duration;

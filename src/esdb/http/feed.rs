@@ -11,7 +11,7 @@
 //! one allocation per entry beyond what the decoded event keeps. Entry `links` (`edit`,
 //! `alternate`) are not read: the entry's own URL is its `id`.
 //!
-//! Conversion into domain types ([`super::page`], [`super::node`]) lives in [`super::response`];
+//! Conversion into domain types ([`crate::esdb::page`], [`crate::esdb::node`]) lives in [`super::response`];
 //! these types never leave the `esdb` module's decoding code.
 
 use std::borrow::Cow;
