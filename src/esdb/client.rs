@@ -668,25 +668,17 @@ impl Client {
         event_type: Option<&str>,
         expected: ExpectedVersion,
     ) -> Result<Appended, Error> {
-        match self {
-            Client::Http(c) => {
-                c.write_settings(settings, event_id, event_type, expected)
-                    .await
-            }
-            Client::Grpc(_) => {
-                let body = serde_json::to_vec(settings.as_json()).map_err(|e| Error::Config {
-                    detail: format!("cannot serialise the settings: {e}"),
-                })?;
-                self.append_json_event(
-                    super::SETTINGS_STREAM,
-                    event_id,
-                    event_type.unwrap_or(SETTINGS_EVENT_TYPE),
-                    body.into(),
-                    expected,
-                )
-                .await
-            }
-        }
+        let body = serde_json::to_vec(settings.as_json()).map_err(|e| Error::Config {
+            detail: format!("cannot serialise the settings: {e}"),
+        })?;
+        self.append_json_event(
+            super::SETTINGS_STREAM,
+            event_id,
+            event_type.unwrap_or(SETTINGS_EVENT_TYPE),
+            body.into(),
+            expected,
+        )
+        .await
     }
 
     /// The account `login`.

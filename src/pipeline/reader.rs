@@ -38,6 +38,9 @@ use crate::retry::{retry, Gave};
 /// How long one long-poll read waits at the head before the server answers empty.
 pub const LONG_POLL: Duration = Duration::from_secs(10);
 
+/// While a subscription catches up, how long a partly filled batch waits for the next event.
+const CATCH_UP_IDLE: Duration = Duration::from_millis(20);
+
 /// How pages of `$all` are read: bodies embedded, links unresolved, long-polling at the head.
 fn page_options(at_head: bool) -> ReadOptions {
     ReadOptions {
@@ -149,6 +152,8 @@ impl Reader {
                         .await
                     {
                         Ok(_) => {
+                            // Nothing arrived for a while: this is the head.
+                            live = true;
                             self.shared.set_head(from, live);
                             self.shared.health.caught_up(live);
                             continue;
@@ -177,12 +182,22 @@ impl Reader {
                         break;
                     }
                     if !live {
-                        // Catching up: more is on its way; fill the page.
-                        message = tokio::select! {
+                        // Catching up: more is on its way; fill the page, but not for longer
+                        // than a moment (servers before `caught_up` messages never say live).
+                        let next = tokio::select! {
                             _ = cancel.cancelled() => return Ok(()),
-                            m = subscription.next() => m,
+                            m = tokio::time::timeout(CATCH_UP_IDLE, subscription.next()) => m,
                         };
-                        continue;
+                        match next {
+                            Ok(m) => {
+                                message = m;
+                                continue;
+                            }
+                            Err(_) => {
+                                drained = true;
+                                break;
+                            }
+                        }
                     }
                     match futures_util::FutureExt::now_or_never(subscription.next()) {
                         Some(m) => message = m,
