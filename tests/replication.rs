@@ -390,3 +390,59 @@ async fn replication_between_chunk_layout_nodes() {
         assert!(r.is_sound(), "{}: {:#?}", dir.display(), r.findings);
     }
 }
+
+/// An event larger than the gRPC secondary's `MaxAppendSize` (the primary, over AtomPub, took it):
+/// `run` stops with exit 1 and an error naming the stream and the setting to raise; nothing of
+/// it is written and no checkpoint covers it, so a restart after the fix resumes at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_above_the_secondarys_append_limit_stops_run_naming_the_stream() {
+    let mut c = clusters_on(Wire::Grpc, Ordering::Stream).await;
+    c.config.primary.url = c.primary.url();
+    let primary = admin_client(&c.config.primary.url);
+    let secondary = admin_client(&c.config.secondary.url);
+    let any = standby::position::ExpectedVersion::Any;
+    let small = standby::esdb::EventData::json(Uuid::new_v4(), "Small", r#"{"a":1}"#);
+    primary
+        .append_events("fits", std::slice::from_ref(&small), any)
+        .await
+        .unwrap();
+    let before_big = standby::demo::primary_head(&primary).await.unwrap();
+    let pad = "x".repeat(1_200_000);
+    let big =
+        standby::esdb::EventData::json(Uuid::new_v4(), "Big", format!(r#"{{"pad":"{pad}"}}"#));
+    primary
+        .append_events("too-big", std::slice::from_ref(&big), any)
+        .await
+        .unwrap();
+
+    let shared = Arc::new(Shared::default());
+    let err = pipeline::run(&c.config, CancellationToken::new(), shared)
+        .await
+        .expect_err("the secondary refuses the event");
+    assert_eq!(err.exit_code(), standby::exit::INTERNAL, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("too-big") && message.contains("MaxAppendSize"),
+        "{message}"
+    );
+
+    let options = standby::esdb::ReadOptions::default();
+    let page = standby::esdb::PageSize::new(10).unwrap();
+    let start = standby::position::StreamRevision::START;
+    assert!(matches!(
+        secondary
+            .read_stream_forward("too-big", start, page, &options)
+            .await
+            .unwrap(),
+        standby::esdb::Lookup::NotFound
+    ));
+    // Setup writes a checkpoint at the start; none may cover the refused event.
+    let checkpoint = standby::checkpoint::CheckpointStore::read(&c.config.checkpoint.path).unwrap();
+    if let Some(checkpoint) = checkpoint {
+        assert!(
+            checkpoint.position.commit() <= before_big.commit(),
+            "{} is past the refused event (which starts after {before_big})",
+            checkpoint.position
+        );
+    }
+}

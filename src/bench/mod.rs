@@ -7,8 +7,8 @@
 //! * `raw_read_eps`: the client alone reading the primary's whole `$all` (`embed=body`, pages of
 //!   4,096);
 //! * `raw_append_eps`: the client alone appending the same events to an empty secondary with the
-//!   best batching the API allows: all consecutive events of a stream in one `events+json` POST
-//!   (up to [`MAX_APPEND_BYTES`]), [`APPEND_CONCURRENCY`] streams at once;
+//!   best batching the API allows: all consecutive events of a stream in one request (up to the
+//!   wire's [`Client::max_append_bytes`], as the writer), [`APPEND_CONCURRENCY`] streams at once;
 //! * `replicate_eps_global`, `replicate_eps_stream`: catch-up by the real `standby run` binary (this
 //!   executable, as a child process) for each ordering, until its checkpoint file covers the
 //!   primary's head;
@@ -46,8 +46,6 @@ use proxy::Proxy;
 pub const RUN_LENGTH: u64 = 10;
 /// Page size of the raw read and of the replicator (the server's largest).
 pub const PAGE_SIZE: u16 = 4096;
-/// Most data bytes in one raw append request (the replicator's writer uses the same bound).
-pub const MAX_APPEND_BYTES: usize = 2 << 20;
 /// Streams appended at once by the raw append measurement.
 pub const APPEND_CONCURRENCY: usize = 32;
 /// Events per second appended to the primary during the live-lag measurement.
@@ -338,7 +336,7 @@ pub async fn raw_read(client: &Client) -> Result<(u64, Duration), BenchError> {
 }
 
 /// Appends the benchmark events to `client`'s (empty) node: per stream, all its events in
-/// order, in `events+json` batches of up to [`MAX_APPEND_BYTES`] with exact expected versions;
+/// order, in requests of up to [`Client::max_append_bytes`] with exact expected versions;
 /// [`APPEND_CONCURRENCY`] streams at once. Returns the events written and the time taken.
 ///
 /// # Errors
@@ -353,7 +351,7 @@ pub async fn raw_append(
     }
     let per_stream = Arc::new(per_stream);
     let data = payload(options.event_bytes);
-    let batch = (MAX_APPEND_BYTES / data.len().max(1)).max(1) as u64;
+    let batch = (client.max_append_bytes() / data.len().max(1)).max(1) as u64;
     let next_stream = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();

@@ -212,7 +212,9 @@ impl Reader {
                     let at_head = live && drained;
                     let end = events.last().map_or(from, |e| e.position);
                     let records = events.len();
-                    let updated = events.last().and_then(|e| e.event.updated.clone());
+                    let updated = events
+                        .last()
+                        .and_then(|e| e.created_ticks.map(crate::clock::ticks_rfc3339));
                     let plan =
                         plan::plan(events.into_iter().map(|e| e.event).collect(), &self.filter)
                             .map_err(|e| StageError::Unexpected(e.to_string()))?;

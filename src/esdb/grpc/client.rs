@@ -934,19 +934,25 @@ impl Client {
                 Expected::StreamExists => E::StreamExists(()),
             }),
         };
-        let mut messages = vec![pb::AppendReq {
-            content: Some(append_req::Content::Options(options)),
-        }];
-        messages.extend(events.iter().map(|event| pb::AppendReq {
-            content: Some(append_req::Content::ProposedMessage(
-                append_req::ProposedMessage {
-                    id: Some(convert::uuid_to_proto(event.event_id)),
-                    metadata: convert::proposed_metadata(event),
-                    custom_metadata: event.metadata.clone(),
-                    data: event.data.clone(),
-                },
-            )),
-        }));
+        // Built for each attempt from `events`: cloning a built request costs as much as
+        // building it, and the first attempt, nearly always the only one, needs no copy.
+        let messages = || {
+            let mut messages = Vec::with_capacity(events.len() + 1);
+            messages.push(pb::AppendReq {
+                content: Some(append_req::Content::Options(options.clone())),
+            });
+            messages.extend(events.iter().map(|event| pb::AppendReq {
+                content: Some(append_req::Content::ProposedMessage(
+                    append_req::ProposedMessage {
+                        id: Some(convert::uuid_to_proto(event.event_id)),
+                        metadata: convert::proposed_metadata(event),
+                        custom_metadata: event.metadata.clone(),
+                        data: event.data.clone(),
+                    },
+                )),
+            }));
+            messages
+        };
         let call = CallInfo::new("append", self.endpoint())
             .stream(stream)
             .expected(expected);
@@ -956,7 +962,7 @@ impl Client {
                 Kind::Write,
                 self.deadline(),
                 |channel, meta| {
-                    let request = meta.request(stream::iter(messages.clone()));
+                    let request = meta.request(stream::iter(messages()));
                     async move { Ok(Self::streams(channel).append(request).await?.into_inner()) }
                 },
             )
@@ -1509,6 +1515,9 @@ impl Client {
 }
 
 /// A live subscription. Dropping it cancels the server-side subscription.
+///
+/// Its events leave `event.updated` unset; `created_ticks` holds the time
+/// ([`convert::subscribed_event`]).
 pub struct Subscription {
     replies: tonic::Streaming<pb::ReadResp>,
     pending: Option<pb::ReadResp>,
