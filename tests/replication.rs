@@ -446,3 +446,56 @@ async fn an_event_above_the_secondarys_append_limit_stops_run_naming_the_stream(
         );
     }
 }
+
+/// Servers before 23.10 never send `caught_up` on a subscription (dev node profile v21.10, as the
+/// real ones). Against such a primary a few events, less than a page, still reach the secondary
+/// at once, and the replicator reports itself caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_never_says_caught_up_is_replicated_at_once_and_reported_caught_up() {
+    let c = standby::demo::start_clusters_on(
+        Wire::Grpc,
+        Ordering::Stream,
+        |config, secondary| {
+            if secondary {
+                config
+            } else {
+                config.profile(devnode::Profile::V21_10).insecure()
+            }
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let primary = admin_client(&c.config.primary.url);
+    let ev = || standby::esdb::EventData::json(Uuid::new_v4(), "Old", r#"{"a":1}"#);
+    primary
+        .append_events(
+            "old-server",
+            &[ev(), ev(), ev()],
+            standby::position::ExpectedVersion::Any,
+        )
+        .await
+        .unwrap();
+    let shared = Arc::new(Shared::default());
+    let run = {
+        let (config, shared) = (c.config.clone(), shared.clone());
+        tokio::spawn(async move { pipeline::run(&config, CancellationToken::new(), shared).await })
+    };
+    // Bounded well below the harness's 300 s: a batch waiting for a page to fill never comes.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        wait_applied_to_head(&shared, &primary, &run),
+    )
+    .await
+    .expect("the events reach the secondary without a caught_up message");
+    // Caught up: the quiet-time heartbeat marks the head (10 s after the last message).
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !shared.snapshot().caught_up() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("reported caught up without a caught_up message");
+    let report = verify(&c.config).await;
+    assert!(report.equal, "{report}");
+}

@@ -40,6 +40,13 @@ impl Profile {
         }
     }
 
+    /// 23.10 and later: a catch-up subscription sends `caught_up` when it turns live (KurrentDB
+    /// pull request 3899, "Added CaughtUp control message for subscriptions", July 2023). Before,
+    /// nothing marks that moment.
+    pub fn sends_caught_up(self) -> bool {
+        matches!(self, Profile::V25 | Profile::V26)
+    }
+
     /// v20–v26.1: plaintext HTTP only with `--insecure`, which turns authentication off.
     pub fn couples_tls_and_auth(self) -> bool {
         matches!(self, Profile::V20 | Profile::V21_10 | Profile::V25)

@@ -517,18 +517,20 @@ async fn subscribe_all(
             if let (Some(_), Some(p)) = (filter, after) {
                 send(tx, checkpoint(p)).await?;
             }
-            send(
-                tx,
-                Content::CaughtUp(read_resp::CaughtUp {
-                    timestamp: Some(now()),
-                    stream_revision: None,
-                    position: after.map(|p| read_resp::Position {
-                        commit_position: p.commit as u64,
-                        prepare_position: p.prepare as u64,
+            if app.wire.profile.sends_caught_up() {
+                send(
+                    tx,
+                    Content::CaughtUp(read_resp::CaughtUp {
+                        timestamp: Some(now()),
+                        stream_revision: None,
+                        position: after.map(|p| read_resp::Position {
+                            commit_position: p.commit as u64,
+                            prepare_position: p.prepare as u64,
+                        }),
                     }),
-                }),
-            )
-            .await?;
+                )
+                .await?;
+            }
         }
         if !wait(app, &mut changes, tx).await {
             return Ok(());
@@ -606,15 +608,17 @@ async fn subscribe_stream(
         }
         if !caught_up {
             caught_up = true;
-            send(
-                tx,
-                Content::CaughtUp(read_resp::CaughtUp {
-                    timestamp: Some(now()),
-                    stream_revision: (next > 0).then_some(next - 1),
-                    position: None,
-                }),
-            )
-            .await?;
+            if app.wire.profile.sends_caught_up() {
+                send(
+                    tx,
+                    Content::CaughtUp(read_resp::CaughtUp {
+                        timestamp: Some(now()),
+                        stream_revision: (next > 0).then_some(next - 1),
+                        position: None,
+                    }),
+                )
+                .await?;
+            }
         }
         if !wait(app, &mut changes, tx).await {
             return Ok(());
