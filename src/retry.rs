@@ -15,12 +15,6 @@ pub trait Transient: std::fmt::Display {
     fn is_transient(&self) -> bool;
 }
 
-impl Transient for crate::esdb::Error {
-    fn is_transient(&self) -> bool {
-        crate::esdb::Error::is_transient(self)
-    }
-}
-
 /// Why [`retry`] gave up.
 #[derive(Debug)]
 pub enum Gave<E> {

@@ -741,7 +741,7 @@ fn batch_can_carry(entry: &Entry, data: &Bytes, metadata: &Bytes) -> bool {
         metadata: metadata.clone(),
         is_json: entry.as_event().is_some_and(|event| event.is_json),
     };
-    esdb::http::encode::encode_events_json(std::slice::from_ref(&event)).is_ok()
+    esdb::http::append::batch_carries(&event)
 }
 
 /// Reads one side of one stream forward, a page at a time.

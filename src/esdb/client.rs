@@ -524,6 +524,45 @@ impl Client {
         }
     }
 
+    /// The index of the first event a failed batch append could not carry (AtomPub's batch form
+    /// holds only JSON text); that event must go alone through [`Client::append_single`]. `None`
+    /// for any other error, and always over gRPC, which carries every event.
+    pub fn refused_in_batch(&self, e: &Error) -> Option<usize> {
+        match self {
+            Client::Http(_) => http::append::refused_in_batch(e),
+            Client::Grpc(_) => None,
+        }
+    }
+
+    /// Whether [`Client::append_single`] leaves out part of `event` (over AtomPub: its metadata).
+    pub fn single_drops_metadata(&self, event: &EventData) -> bool {
+        match self {
+            Client::Http(_) => http::append::single_drops_metadata(event),
+            Client::Grpc(_) => false,
+        }
+    }
+
+    /// Appends `event` alone, its data bytes unchanged; over AtomPub in a single-event form,
+    /// without its metadata.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::append_events`].
+    pub async fn append_single(
+        &self,
+        stream: &str,
+        event: &EventData,
+        expected: ExpectedVersion,
+    ) -> Result<Appended, Error> {
+        match self {
+            Client::Http(c) => http::append::append_single(c, stream, event, expected).await,
+            Client::Grpc(_) => {
+                self.append_events(stream, std::slice::from_ref(event), expected)
+                    .await
+            }
+        }
+    }
+
     /// Appends one JSON event whose data is `data`, unchanged.
     ///
     /// # Errors

@@ -506,6 +506,12 @@ fn status_hint(status: StatusCode) -> &'static str {
     }
 }
 
+impl crate::retry::Transient for Error {
+    fn is_transient(&self) -> bool {
+        Error::is_transient(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use super::lanes::{Lanes, PageInfo, Work};
 use super::plan::{Op, SourceEvent, LINK_TYPE};
 use super::{Applied, Batch, Shared, StageError};
 use crate::config::Ordering;
-use crate::esdb::{self, Client, DeleteMode, DeleteOutcome, EncodeError, EventData, Lookup};
+use crate::esdb::{self, Client, DeleteMode, DeleteOutcome, EventData, Lookup};
 use crate::fidelity::{self, LossKind, LossRecord};
 use crate::offsets::{StreamOffsets, OFFSETS_STREAM};
 use crate::position::{CurrentVersion, ExpectedVersion, Position, StreamRevision};
@@ -481,6 +481,25 @@ impl Writer {
                     self.client.append_events(stream, chunk, expected)
                 })
                 .await;
+            let refused = match &result {
+                Err(StageError::Secondary(e)) => self.client.refused_in_batch(e),
+                _ => None,
+            };
+            if let Some(index) = refused {
+                // Events before `index` go in one batch; the one at `index` alone in the
+                // form that stores its bytes; then continue after it.
+                if index > 0 {
+                    Box::pin(self.append_mapped(stream, at, &events[i..i + index], ctx))
+                        .await
+                        .map_err(|f| f.shift(i))?;
+                }
+                let single = nth(first, i + index).ok_or_else(|| too_far(stream))?;
+                self.append_single(stream, single, &events[i + index], ctx)
+                    .await
+                    .map_err(|f| f.shift(i + index))?;
+                i += index + 1;
+                continue;
+            }
             match result {
                 Ok(_) => {
                     let bytes = chunk
@@ -490,22 +509,6 @@ impl Writer {
                     self.shared
                         .note_events(chunk.len() as u64, bytes, started.elapsed());
                     i = end;
-                }
-                Err(StageError::Secondary(esdb::Error::Encode(
-                    EncodeError::NotUtf8 { index, .. } | EncodeError::LooksLikeJson { index, .. },
-                ))) => {
-                    // Events before `index` go in one batch; the one at `index` alone in the
-                    // single-event form that stores its bytes; then continue after it.
-                    if index > 0 {
-                        Box::pin(self.append_mapped(stream, at, &events[i..i + index], ctx))
-                            .await
-                            .map_err(|f| f.shift(i))?;
-                    }
-                    let single = nth(first, i + index).ok_or_else(|| too_far(stream))?;
-                    self.append_single(stream, single, &events[i + index], ctx)
-                        .await
-                        .map_err(|f| f.shift(i + index))?;
-                    i += index + 1;
                 }
                 Err(StageError::Secondary(esdb::Error::WrongExpectedVersion {
                     expected,
@@ -530,10 +533,10 @@ impl Writer {
         Ok(())
     }
 
-    /// One event the batch form cannot carry: data that is not UTF-8 goes as
-    /// `application/octet-stream`, JSON-flagged data that is not strict JSON as `application/json`.
-    /// Neither form carries metadata: if the event has some, it is dropped (an HTTP API limit,
-    /// documented in `docs/replication.md`) and logged.
+    /// One event the batch form cannot carry, alone ([`Client::append_single`]). When that form
+    /// leaves its metadata out (an HTTP API limit, documented in `docs/replication.md`), the loss
+    /// is logged and recorded on the secondary first, so that no crash leaves a lossy copy
+    /// unrecorded.
     async fn append_single(
         &self,
         stream: &str,
@@ -542,7 +545,7 @@ impl Writer {
         ctx: &PageCtx<'_>,
     ) -> Result<(), AppendFailure> {
         let started = std::time::Instant::now();
-        if !event.metadata.is_empty() {
+        if self.client.single_drops_metadata(event) {
             self.shared.note_fidelity_loss();
             tracing::warn!(stream, %revision, event_id = %event.event_id,
                 "this event's data cannot travel in a batch and its single-event form cannot carry metadata; its metadata is not copied (HTTP API limit)");
@@ -559,33 +562,9 @@ impl Writer {
             .map_err(AppendFailure::Stage)?;
         }
         let expected = expected_before(revision);
-        let json_form = event.is_json && std::str::from_utf8(&event.data).is_ok();
         let result = self
             .call("append single event", ctx, || {
-                let data = event.data.clone();
-                async move {
-                    if json_form {
-                        self.client
-                            .append_json_event(
-                                stream,
-                                event.event_id,
-                                &event.event_type,
-                                data,
-                                expected,
-                            )
-                            .await
-                    } else {
-                        self.client
-                            .append_binary_event(
-                                stream,
-                                event.event_id,
-                                &event.event_type,
-                                data,
-                                expected,
-                            )
-                            .await
-                    }
-                }
+                self.client.append_single(stream, event, expected)
             })
             .await;
         match result {

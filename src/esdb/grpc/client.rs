@@ -58,6 +58,7 @@ use tonic::{Code, Request, Status};
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
+use super::append::AppendMessage;
 use super::convert::{self, Expected, ReadEvent, SubscriptionMessage};
 use super::discovery;
 use super::error::{from_batch_status, from_status, is_access_denied, not_leader, CallInfo};
@@ -663,6 +664,25 @@ impl Client {
         }
     }
 
+    /// `Streams.Append` with requests encoded by [`AppendMessage`] (the generated client method
+    /// takes only the generated `AppendReq`).
+    async fn append_call(
+        channel: Channel,
+        request: tonic::Request<impl futures_util::Stream<Item = AppendMessage> + Send + 'static>,
+    ) -> Result<tonic::Response<pb::AppendResp>, Status> {
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unknown(format!("the channel is not ready: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/event_store.client.streams.Streams/Append",
+        );
+        let codec = tonic_prost::ProstCodec::<AppendMessage, pb::AppendResp>::default();
+        grpc.client_streaming(request, path, codec).await
+    }
+
     fn streams(channel: Channel) -> StreamsClient<Channel> {
         StreamsClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
@@ -938,19 +958,12 @@ impl Client {
         // building it, and the first attempt, nearly always the only one, needs no copy.
         let messages = || {
             let mut messages = Vec::with_capacity(events.len() + 1);
-            messages.push(pb::AppendReq {
-                content: Some(append_req::Content::Options(options.clone())),
-            });
-            messages.extend(events.iter().map(|event| pb::AppendReq {
-                content: Some(append_req::Content::ProposedMessage(
-                    append_req::ProposedMessage {
-                        id: Some(convert::uuid_to_proto(event.event_id)),
-                        metadata: convert::proposed_metadata(event),
-                        custom_metadata: event.metadata.clone(),
-                        data: event.data.clone(),
-                    },
-                )),
-            }));
+            messages.push(AppendMessage::Options(options.clone()));
+            messages.extend(
+                events
+                    .iter()
+                    .map(|event| AppendMessage::Event(event.into())),
+            );
             messages
         };
         let call = CallInfo::new("append", self.endpoint())
@@ -963,7 +976,7 @@ impl Client {
                 self.deadline(),
                 |channel, meta| {
                     let request = meta.request(stream::iter(messages()));
-                    async move { Ok(Self::streams(channel).append(request).await?.into_inner()) }
+                    async move { Ok(Self::append_call(channel, request).await?.into_inner()) }
                 },
             )
             .await?;

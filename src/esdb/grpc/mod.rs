@@ -5,6 +5,7 @@
 //! * [`client`]: [`Client`], the IO: connection, discovery, leader redirects, credentials,
 //!   deadlines; reads, subscriptions, appends, metadata, deletes, users, gossip.
 //! * [`discovery`]: choosing a member from gossip by node preference.
+//! * [`append`]: the `Append` request encoded straight from the events (no property maps).
 //! * [`convert`]: proto ↔ domain types ([`ReadEvent`], UUIDs, expected revisions).
 //! * [`error`]: status and trailers → [`crate::esdb::Error`].
 //!
@@ -12,6 +13,7 @@
 //! `subscribe_all` behind `all_from`, `read_stream`, `read_metadata_raw`, `append`,
 //! `write_metadata_raw`, `delete`/`tombstone` behind `delete`, `user`, `disable_user`.
 
+pub mod append;
 pub mod client;
 pub mod convert;
 pub mod discovery;

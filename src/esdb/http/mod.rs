@@ -10,7 +10,12 @@
 //!   recorded server responses through them.
 //! * [`feed`]: wire DTOs (serde shapes of feeds, entries, `/info`, `/gossip`).
 //! * [`users`]: user management over `/users`.
+//! * [`append`]: the events the `events+json` batch cannot carry, and the single-event forms.
+//! * [`all_feed`]: `$all` as complete pages for the replicator: read ahead, long poll, smaller
+//!   pages after timeouts, the data the feed leaves out.
 
+pub mod all_feed;
+pub mod append;
 pub mod client;
 pub mod encode;
 pub mod feed;
@@ -19,6 +24,7 @@ pub mod request;
 pub mod response;
 pub mod users;
 
+pub use all_feed::{AllFeed, FeedPage, Hooks, TextCopy};
 pub use client::{Client, FetchedAllPage};
 pub use encode::EncodeError;
 pub use headers::{ETag, HeaderFamily};
