@@ -120,7 +120,11 @@ impl Reader {
                         Err(e) => break Some(e),
                     },
                 };
-                let mut events = Vec::new();
+                // Sized for a page while catching up: grown one push at a time, a page of
+                // events would be moved to a larger allocation a dozen times.
+                let mut events = Vec::with_capacity(if live { 16 } else { page });
+                // The last event's position and creation time.
+                let mut last: Option<(Position, Option<i64>)> = None;
                 // `Some(None)`: the server ended the subscription; `Some(Some(e))`: it failed.
                 let mut ended: Option<Option<crate::esdb::Error>> = None;
                 // Nothing more has arrived: what is held is everything there is for now.
@@ -130,7 +134,10 @@ impl Reader {
                 // has arrived, without waiting.
                 loop {
                     match message {
-                        Ok(Some(SubscriptionMessage::Event(e))) => events.push(*e),
+                        Ok(Some(SubscriptionMessage::Event(e))) => {
+                            last = Some((e.position, e.created_ticks));
+                            events.push(e.event);
+                        }
                         Ok(Some(SubscriptionMessage::CaughtUp { .. })) => live = true,
                         Ok(Some(SubscriptionMessage::FellBehind)) => live = false,
                         Ok(Some(_)) => {}
@@ -169,14 +176,13 @@ impl Reader {
                 if !events.is_empty() {
                     delays = crate::retry::policy().build();
                     let at_head = live && drained;
-                    let end = events.last().map_or(from, |e| e.position);
+                    let end = last.map_or(from, |(position, _)| position);
                     let records = events.len();
-                    let updated = events
-                        .last()
-                        .and_then(|e| e.created_ticks.map(crate::clock::ticks_rfc3339));
-                    let plan =
-                        plan::plan(events.into_iter().map(|e| e.event).collect(), &self.filter)
-                            .map_err(|e| StageError::Unexpected(e.to_string()))?;
+                    let updated = last
+                        .and_then(|(_, created)| created)
+                        .map(crate::clock::ticks_rfc3339);
+                    let plan = plan::plan(events, &self.filter)
+                        .map_err(|e| StageError::Unexpected(e.to_string()))?;
                     self.shared.set_head(end, at_head);
                     self.shared.health.caught_up(at_head);
                     let batch = Batch {

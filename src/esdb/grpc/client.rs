@@ -62,6 +62,7 @@ use super::append::AppendMessage;
 use super::convert::{self, Expected, ReadEvent, SubscriptionMessage};
 use super::discovery;
 use super::error::{from_batch_status, from_status, is_access_denied, not_leader, CallInfo};
+use super::read_resp::ReadRespWire;
 use super::settings::{ConnectionSettings, NodePreference};
 use crate::esdb::config::{Credentials, Password};
 use crate::esdb::error::Error;
@@ -683,6 +684,25 @@ impl Client {
         grpc.client_streaming(request, path, codec).await
     }
 
+    /// `Streams.Read` with replies decoded as [`ReadRespWire`] (the generated client method
+    /// decodes only the generated `ReadResp`).
+    async fn read_call(
+        channel: Channel,
+        request: Request<pb::ReadReq>,
+    ) -> Result<tonic::Response<tonic::Streaming<ReadRespWire>>, Status> {
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unknown(format!("the channel is not ready: {e}")))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/event_store.client.streams.Streams/Read",
+        );
+        let codec = tonic_prost::ProstCodec::<pb::ReadReq, ReadRespWire>::default();
+        grpc.server_streaming(request, path, codec).await
+    }
+
     fn streams(channel: Channel) -> StreamsClient<Channel> {
         StreamsClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
@@ -720,14 +740,14 @@ impl Client {
         &self,
         call: CallInfo,
         options: read_req::Options,
-    ) -> Result<Vec<pb::ReadResp>, Error> {
+    ) -> Result<Vec<ReadRespWire>, Error> {
         let timeout = self.deadline();
         self.run(call, Kind::Read, timeout, |channel, meta| {
             let request = meta.request(pb::ReadReq {
                 options: Some(options.clone()),
             });
             async move {
-                let mut replies = Self::streams(channel).read(request).await?.into_inner();
+                let mut replies = Self::read_call(channel, request).await?.into_inner();
                 let mut out = Vec::new();
                 while let Some(reply) = replies.message().await? {
                     out.push(reply);
@@ -738,11 +758,17 @@ impl Client {
         .await
     }
 
-    fn events(replies: Vec<pb::ReadResp>, call: &CallInfo) -> Result<Vec<ReadEvent>, Error> {
+    fn events(replies: Vec<ReadRespWire>, call: &CallInfo) -> Result<Vec<ReadEvent>, Error> {
         replies
             .into_iter()
-            .filter_map(|reply| match reply.content {
-                Some(read_resp::Content::Event(event)) => Some(convert::read_event(event, call)),
+            .filter_map(|reply| match reply {
+                ReadRespWire {
+                    event: Some(event), ..
+                } => Some(convert::read_event_wire(event, call)),
+                ReadRespWire {
+                    other: Some(read_resp::Content::Event(event)),
+                    ..
+                } => Some(convert::read_event(event, call)),
                 _ => None,
             })
             .collect()
@@ -823,7 +849,7 @@ impl Client {
         };
         if replies
             .iter()
-            .any(|r| matches!(r.content, Some(read_resp::Content::StreamNotFound(_))))
+            .any(|r| matches!(r.other, Some(read_resp::Content::StreamNotFound(_))))
         {
             return Ok(Lookup::NotFound);
         }
@@ -844,14 +870,14 @@ impl Client {
                     options: Some(options.clone()),
                 });
                 async move {
-                    let mut replies = Self::streams(channel).read(request).await?.into_inner();
+                    let mut replies = Self::read_call(channel, request).await?.into_inner();
                     let first = replies.message().await?;
                     Ok((replies, first))
                 }
             })
             .await?;
         let pending =
-            first.filter(|r| !matches!(r.content, Some(read_resp::Content::Confirmation(_))));
+            first.filter(|r| !matches!(r.other, Some(read_resp::Content::Confirmation(_))));
         Ok(Subscription {
             replies,
             pending,
@@ -1532,8 +1558,8 @@ impl Client {
 /// Its events leave `event.updated` unset; `created_ticks` holds the time
 /// ([`convert::subscribed_event`]).
 pub struct Subscription {
-    replies: tonic::Streaming<pb::ReadResp>,
-    pending: Option<pb::ReadResp>,
+    replies: tonic::Streaming<ReadRespWire>,
+    pending: Option<ReadRespWire>,
     call: CallInfo,
 }
 

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use proto::event_store::client as shared;
-use proto::event_store::client::streams::{read_resp, ReadResp};
+use proto::event_store::client::streams::read_resp;
 use uuid::Uuid;
 
 use super::error::{revision, CallInfo};
+use super::read_resp::{ReadEventWire, ReadRespWire, RecordedWire};
 use crate::esdb::error::Error;
 use crate::esdb::node::{Endpoint, Gossip, Member, NodeState};
 use crate::esdb::page::{EventRef, RecordedEvent};
@@ -130,6 +131,15 @@ impl From<ExpectedVersion> for Expected {
 /// [`Error::Protocol`] when the event lacks an id, a stream name, or the `type` metadata, or a
 /// number is out of range.
 pub fn read_event(event: read_resp::ReadEvent, call: &CallInfo) -> Result<ReadEvent, Error> {
+    read_event_wire(event.into(), call)
+}
+
+/// As [`read_event`], from the reader's decoding of the event ([`ReadEventWire`]).
+///
+/// # Errors
+///
+/// As [`read_event`].
+pub fn read_event_wire(event: ReadEventWire, call: &CallInfo) -> Result<ReadEvent, Error> {
     let mut read = subscribed_event(event, call)?;
     read.event.updated = read.created_ticks.map(crate::clock::ticks_rfc3339);
     Ok(read)
@@ -143,7 +153,7 @@ pub fn read_event(event: read_resp::ReadEvent, call: &CallInfo) -> Result<ReadEv
 /// # Errors
 ///
 /// As [`read_event`].
-pub fn subscribed_event(event: read_resp::ReadEvent, call: &CallInfo) -> Result<ReadEvent, Error> {
+pub fn subscribed_event(event: ReadEventWire, call: &CallInfo) -> Result<ReadEvent, Error> {
     let link = event.link.map(|l| recorded(l, call)).transpose()?;
     let target = event
         .event
@@ -172,7 +182,7 @@ pub fn subscribed_event(event: read_resp::ReadEvent, call: &CallInfo) -> Result<
 }
 
 fn recorded(
-    mut event: read_resp::read_event::RecordedEvent,
+    event: RecordedWire,
     call: &CallInfo,
 ) -> Result<(RecordedEvent, Position, Option<i64>), Error> {
     let event_id = uuid_from_proto(event.id.as_ref())
@@ -182,14 +192,9 @@ fn recorded(
         .map(|s| String::from_utf8_lossy(&s.stream_name).into_owned())
         .ok_or_else(|| call.protocol(format!("event {event_id} without a stream name")))?;
     let event_type = event
-        .metadata
-        .remove("type")
+        .event_type
         .ok_or_else(|| call.protocol(format!("event {event_id} without a type")))?;
-    let is_json = event.metadata.get("content-type").map(String::as_str) == Some(JSON);
-    let created = event
-        .metadata
-        .get("created")
-        .and_then(|c| c.parse::<i64>().ok());
+    let (is_json, created) = (event.is_json, event.created);
     let position = Position::new(event.commit_position, event.prepare_position)
         .ok_or_else(|| call.protocol(format!("event {event_id} has a position above i64::MAX")))?;
     let revision = revision(event.stream_revision, call)?;
@@ -244,13 +249,21 @@ pub enum SubscriptionMessage {
 /// # Errors
 ///
 /// [`Error::Protocol`] for a malformed event or position.
-pub fn subscription_message(resp: ReadResp, call: &CallInfo) -> Result<SubscriptionMessage, Error> {
+pub fn subscription_message(
+    resp: ReadRespWire,
+    call: &CallInfo,
+) -> Result<SubscriptionMessage, Error> {
     let position = |commit: u64, prepare: u64| {
         Position::new(commit, prepare).ok_or_else(|| call.protocol("a position above i64::MAX"))
     };
-    Ok(match resp.content {
+    if let Some(event) = resp.event {
+        return Ok(SubscriptionMessage::Event(Box::new(subscribed_event(
+            event, call,
+        )?)));
+    }
+    Ok(match resp.other {
         Some(read_resp::Content::Event(event)) => {
-            SubscriptionMessage::Event(Box::new(subscribed_event(event, call)?))
+            SubscriptionMessage::Event(Box::new(subscribed_event(event.into(), call)?))
         }
         Some(read_resp::Content::CaughtUp(caught_up)) => SubscriptionMessage::CaughtUp {
             position: caught_up
@@ -388,6 +401,7 @@ pub fn batch_size_detail(details: Option<&prost_types::Any>) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use proto::event_store::client::streams::ReadResp;
 
     fn wire_event(
         id: shared::Uuid,
@@ -425,6 +439,9 @@ mod tests {
         fn any_read_reply_converts_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             use prost::Message;
             if let Ok(reply) = ReadResp::decode(bytes.as_slice()) {
+                let _ = subscription_message(reply.into(), &CallInfo::new("read", "n:1"));
+            }
+            if let Ok(reply) = ReadRespWire::decode(bytes.as_slice()) {
                 let _ = subscription_message(reply, &CallInfo::new("read", "n:1"));
             }
         }

@@ -7,6 +7,7 @@
 //! * [`discovery`]: choosing a member from gossip by node preference.
 //! * [`append`]: the `Append` request encoded straight from the events (no property maps).
 //! * [`convert`]: proto ↔ domain types ([`ReadEvent`], UUIDs, expected revisions).
+//! * [`read_resp`]: `ReadResp` decoded with an event's properties read straight into values.
 //! * [`error`]: status and trailers → [`crate::esdb::Error`].
 //!
 //! The operations map onto the wire-neutral seam planned for `esdb::Client`: `read_all` /
@@ -18,6 +19,7 @@ pub mod client;
 pub mod convert;
 pub mod discovery;
 pub mod error;
+pub mod read_resp;
 pub mod settings;
 
 pub use client::{
