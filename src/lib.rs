@@ -19,9 +19,10 @@
 //!   expected/current versions, log positions, the fencing [`Epoch`](position::Epoch). No raw
 //!   integer crosses a module boundary where one of these fits.
 //! * [`esdb`]: [`esdb::Client`], the one face of a node, with an arm per wire picked by the
-//!   address: [`esdb::http`] (AtomPub: requests, pure response decoders, wire DTOs) and
-//!   [`esdb::grpc`] (connection strings, discovery, leader redirects); the values both speak, and
-//!   [`esdb::Error`] with `is_transient()`.
+//!   address: [`esdb::http`] (AtomPub: requests, pure response decoders, wire DTOs, and the
+//!   wire's workarounds: `$all` as complete pages, the single-event forms) and [`esdb::grpc`]
+//!   (connection strings, discovery, leader redirects, appends and reads encoded without
+//!   property maps); the values both speak, and [`esdb::Error`] with `is_transient()`.
 //! * [`pipeline`]: the start-up checks, then reader → bounded channel → writer → checkpointer,
 //!   and the shutdown order. [`pipeline::plan`] says what each `$all` record becomes.
 //! * [`checkpoint`]: the versioned, checksummed checkpoint file with atomic replace.
