@@ -58,7 +58,10 @@ impl Reader {
                 let grpc = grpc.clone();
                 self.subscribe(grpc, from, tx, cancel).await
             }
-            Client::Http(_) => self.read_pages(from, tx, cancel).await,
+            Client::Http(http) => {
+                let http = http.clone();
+                self.read_pages(http, from, tx, cancel).await
+            }
         }
     }
 
@@ -229,18 +232,17 @@ impl Reader {
     /// The AtomPub reader: pages of `$all` from [`http::AllFeed`], planned and sent.
     async fn read_pages(
         self,
+        client: http::Client,
         mut from: Position,
         tx: mpsc::Sender<Batch>,
         cancel: CancellationToken,
     ) -> Result<(), StageError> {
-        let Some(client) = self.client.as_http() else {
-            return Err(StageError::Unexpected(
-                "the AtomPub reader was given a gRPC client".into(),
-            ));
-        };
-        let mut feed = http::AllFeed::new(client.clone(), self.page_size);
+        let mut feed = http::AllFeed::new(client, self.page_size);
         let on_retry = |e: &crate::esdb::Error| self.shared.note_retry("reader", e);
-        let wants_data = |stream: &str| matches!(classify(stream), StreamKind::User(s) if self.filter.replicates(s));
+        let wants_data = |stream: &str| match classify(stream) {
+            StreamKind::User(s) => self.filter.replicates(s),
+            _ => false,
+        };
         let hooks = http::Hooks {
             on_retry: &on_retry,
             wants_data: &wants_data,
