@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use common::{
-    admin_client, checkpoint_never_ahead, clusters, clusters_on, verify, wait_applied_to_head,
+    admin_client, checkpoint_never_ahead, clusters, clusters_on, spawn_run, verify,
+    wait_applied_to_head,
 };
 
 /// 50k events over 500 streams with metadata, soft deletes, tombstones, user link events, binary
@@ -40,12 +41,8 @@ async fn mixed_workload_is_mirrored_between(from: Wire, to: Wire, ordering: Orde
     let before = standby::demo::workload(&primary, "early", 20_000, 200, 5, &no_cancel, |_| {})
         .await
         .unwrap();
-    let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
-    let run = {
-        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
-    };
+    let (shared, run) = spawn_run(&c.config, stop.clone());
     let stop_watch = CancellationToken::new();
     let watch = checkpoint_never_ahead(
         c.config.checkpoint.path.clone(),
@@ -117,12 +114,8 @@ async fn mixed_workload_is_mirrored_across_wires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_resumes_after_either_cluster_restarts() {
     let mut c = clusters(Ordering::Global).await;
-    let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
-    let run = {
-        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
-    };
+    let (shared, run) = spawn_run(&c.config, stop.clone());
     let none = CancellationToken::new();
     for round in 0..2 {
         let primary = admin_client(&c.config.primary.url);
@@ -199,11 +192,7 @@ async fn a_foreign_write_halts_with_a_divergence_report() {
         .await
         .unwrap();
 
-    let shared = Arc::new(Shared::default());
-    let run = {
-        let (config, shared) = (c.config.clone(), shared.clone());
-        tokio::spawn(async move { pipeline::run(&config, CancellationToken::new(), shared).await })
-    };
+    let (shared, run) = spawn_run(&c.config, CancellationToken::new());
     wait_applied_to_head(&shared, &primary, &run).await;
 
     let foreign = ev("Forged");
@@ -281,12 +270,8 @@ async fn a_prefix_applied_in_other_batches_is_skipped_not_divergence() {
         .append_events("prefix", &events[..2], ExpectedVersion::NoStream)
         .await
         .unwrap();
-    let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
-    let run = {
-        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
-    };
+    let (shared, run) = spawn_run(&c.config, stop.clone());
     wait_applied_to_head(&shared, &primary, &run).await;
     stop.cancel();
     run.await.unwrap().expect("no divergence");
@@ -363,12 +348,8 @@ async fn replication_between_chunk_layout_nodes() {
     standby::demo::workload(&primary, "early", 5_000, 100, 5, &no_cancel, |_| {})
         .await
         .unwrap();
-    let shared = Arc::new(Shared::default());
     let stop = CancellationToken::new();
-    let run = {
-        let (config, shared, stop) = (c.config.clone(), shared.clone(), stop.clone());
-        tokio::spawn(async move { pipeline::run(&config, stop, shared).await })
-    };
+    let (shared, run) = spawn_run(&c.config, stop.clone());
     standby::demo::workload(&primary, "live", 5_000, 100, 7, &no_cancel, |_| {})
         .await
         .unwrap();
@@ -476,11 +457,7 @@ async fn a_primary_that_never_says_caught_up_is_replicated_at_once_and_reported_
         )
         .await
         .unwrap();
-    let shared = Arc::new(Shared::default());
-    let run = {
-        let (config, shared) = (c.config.clone(), shared.clone());
-        tokio::spawn(async move { pipeline::run(&config, CancellationToken::new(), shared).await })
-    };
+    let (shared, run) = spawn_run(&c.config, CancellationToken::new());
     // Bounded well below the harness's 300 s: a batch waiting for a page to fill never comes.
     tokio::time::timeout(
         std::time::Duration::from_secs(30),

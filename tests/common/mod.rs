@@ -167,6 +167,23 @@ pub async fn wait_applied_to_head(
     }
 }
 
+/// `pipeline::run` on `config` in a task of its own, stopped by `stop`; returns the progress it
+/// shares and the task.
+pub fn spawn_run(
+    config: &standby::config::Config,
+    stop: tokio_util::sync::CancellationToken,
+) -> (
+    std::sync::Arc<standby::pipeline::Shared>,
+    tokio::task::JoinHandle<Result<standby::pipeline::Summary, standby::pipeline::RunError>>,
+) {
+    let shared = std::sync::Arc::new(standby::pipeline::Shared::default());
+    let run = {
+        let (config, shared) = (config.clone(), shared.clone());
+        tokio::spawn(async move { standby::pipeline::run(&config, stop, shared).await })
+    };
+    (shared, run)
+}
+
 /// Writes `clusters`' configuration as a TOML file (the replication user writes the secondary,
 /// `admin` sets it up and promotes it) and returns its path.
 pub fn write_config_file(clusters: &standby::demo::DemoClusters) -> PathBuf {

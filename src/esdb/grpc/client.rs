@@ -665,18 +665,25 @@ impl Client {
         }
     }
 
-    /// `Streams.Append` with requests encoded by [`AppendMessage`] (the generated client method
-    /// takes only the generated `AppendReq`).
-    async fn append_call(
-        channel: Channel,
-        request: tonic::Request<impl futures_util::Stream<Item = AppendMessage> + Send + 'static>,
-    ) -> Result<tonic::Response<pb::AppendResp>, Status> {
+    /// A call handle on `channel` with the message size limits of [`Client::streams`], once the
+    /// channel can take a request: for the calls made with codecs of our own.
+    async fn ready_grpc(channel: Channel) -> Result<tonic::client::Grpc<Channel>, Status> {
         let mut grpc = tonic::client::Grpc::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         grpc.ready()
             .await
             .map_err(|e| Status::unknown(format!("the channel is not ready: {e}")))?;
+        Ok(grpc)
+    }
+
+    /// `Streams.Append` with requests encoded by [`AppendMessage`] (the generated client method
+    /// takes only the generated `AppendReq`).
+    async fn append_call(
+        channel: Channel,
+        request: tonic::Request<impl futures_util::Stream<Item = AppendMessage> + Send + 'static>,
+    ) -> Result<tonic::Response<pb::AppendResp>, Status> {
+        let mut grpc = Self::ready_grpc(channel).await?;
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(
             "/event_store.client.streams.Streams/Append",
         );
@@ -690,12 +697,7 @@ impl Client {
         channel: Channel,
         request: Request<pb::ReadReq>,
     ) -> Result<tonic::Response<tonic::Streaming<ReadRespWire>>, Status> {
-        let mut grpc = tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unknown(format!("the channel is not ready: {e}")))?;
+        let mut grpc = Self::ready_grpc(channel).await?;
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(
             "/event_store.client.streams.Streams/Read",
         );

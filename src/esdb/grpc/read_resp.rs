@@ -31,13 +31,11 @@ pub struct ReadRespWire {
     pub other: Option<read_resp::Content>,
 }
 
-/// `ReadResp.ReadEvent`.
+/// `ReadResp.ReadEvent`. Its `position` oneof is left out: each record carries its own.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ReadEventWire {
     pub event: Option<RecordedWire>,
     pub link: Option<RecordedWire>,
-    /// `position.commit_position`; `None` for `no_position`.
-    pub commit_position: Option<u64>,
 }
 
 /// `ReadResp.ReadEvent.RecordedEvent`, its property map read into the values standby uses.
@@ -80,10 +78,6 @@ impl From<read_resp::ReadEvent> for ReadEventWire {
         ReadEventWire {
             event: e.event.map(Into::into),
             link: e.link.map(Into::into),
-            commit_position: match e.position {
-                Some(read_resp::read_event::Position::CommitPosition(p)) => Some(p),
-                _ => None,
-            },
         }
     }
 }
@@ -98,6 +92,16 @@ impl From<ReadResp> for ReadRespWire {
             other => ReadRespWire { event: None, other },
         }
     }
+}
+
+/// Merges a message field into an optional value, as generated code does.
+fn merge_optional<M: prost::Message + Default>(
+    wire_type: WireType,
+    field: &mut Option<M>,
+    buf: &mut impl Buf,
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    message::merge(wire_type, field.get_or_insert_with(M::default), buf, ctx)
 }
 
 /// One map entry's key and value, as bytes.
@@ -150,18 +154,8 @@ impl prost::Message for RecordedWire {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            1 => message::merge(
-                wire_type,
-                self.id.get_or_insert_with(Default::default),
-                buf,
-                ctx,
-            ),
-            2 => message::merge(
-                wire_type,
-                self.stream_identifier.get_or_insert_with(Default::default),
-                buf,
-                ctx,
-            ),
+            1 => merge_optional(wire_type, &mut self.id, buf, ctx),
+            2 => merge_optional(wire_type, &mut self.stream_identifier, buf, ctx),
             3 => uint64::merge(wire_type, &mut self.stream_revision, buf, ctx),
             4 => uint64::merge(wire_type, &mut self.prepare_position, buf, ctx),
             5 => uint64::merge(wire_type, &mut self.commit_position, buf, ctx),
@@ -192,23 +186,8 @@ impl prost::Message for ReadEventWire {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            1 => message::merge(
-                wire_type,
-                self.event.get_or_insert_with(Default::default),
-                buf,
-                ctx,
-            ),
-            2 => message::merge(
-                wire_type,
-                self.link.get_or_insert_with(Default::default),
-                buf,
-                ctx,
-            ),
-            3 => uint64::merge(wire_type, self.commit_position.get_or_insert(0), buf, ctx),
-            4 => {
-                self.commit_position = None;
-                skip_field(wire_type, tag, buf, ctx)
-            }
+            1 => merge_optional(wire_type, &mut self.event, buf, ctx),
+            2 => merge_optional(wire_type, &mut self.link, buf, ctx),
             _ => skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -235,12 +214,7 @@ impl prost::Message for ReadRespWire {
         match tag {
             1 => {
                 self.other = None;
-                message::merge(
-                    wire_type,
-                    self.event.get_or_insert_with(Default::default),
-                    buf,
-                    ctx,
-                )
+                merge_optional(wire_type, &mut self.event, buf, ctx)
             }
             2..=9 => {
                 self.event = None;
